@@ -1,0 +1,95 @@
+# vcachefs - per-image cache modes for VM disk images, as a FUSE layer.
+#
+#   make            build build/vcachefs
+#   make check      install missing dependencies (as root), build, run all tests
+#   make demo       build and mount a demo image directory in the foreground
+#   make install    install binary, man pages and sample config (PREFIX, DESTDIR)
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+SBINDIR   ?= $(PREFIX)/sbin
+MANDIR    ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+DESTDIR   ?=
+
+CC        ?= cc
+PKGS      := fuse3 liburing inih
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DVC_VERSION='"$(VERSION)"' \
+	-Ilib $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS    := $(PKG_LIBS) -lpthread
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+LIB_SRC   := $(wildcard lib/*.c)
+DAEMON_SRC := $(wildcard vcachefs/*.c)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+TOOL_SRC  := $(wildcard tests/tools/*.c)
+
+B  := build
+BA := build/asan
+
+LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
+LIB_AOBJ   := $(LIB_SRC:%.c=$(BA)/%.o)
+DAEMON_AOBJ := $(DAEMON_SRC:%.c=$(BA)/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BA)/unit/%)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
+
+.PHONY: all asan check unit deps demo install uninstall clean
+all: $(B)/vcachefs
+
+$(B)/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BA)/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+$(B)/vcachefs: $(DAEMON_OBJ) $(LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BA)/vcachefs: $(DAEMON_AOBJ) $(LIB_AOBJ)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(BA)/unit/%: tests/unit/%.c $(LIB_AOBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
+
+asan: $(BA)/vcachefs $(UNIT_BIN) $(TOOL_BIN)
+
+deps:
+	@tests/deps.sh
+
+# deps runs first and alone: pkg-config flags are read again by the sub-make.
+check: deps
+	@$(MAKE) --no-print-directory all asan
+	@tests/run
+
+unit: $(UNIT_BIN)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tests/demo.sh
+
+install: all
+	install -D -m 0755 $(B)/vcachefs $(DESTDIR)$(SBINDIR)/vcachefs
+	install -D -m 0644 man/vcachefs.8 $(DESTDIR)$(MANDIR)/man8/vcachefs.8
+	install -D -m 0644 man/vcachefs.conf.5 $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5
+	install -D -m 0644 etc/vcachefs.conf $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf.sample
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/vcachefs $(DESTDIR)$(MANDIR)/man8/vcachefs.8 \
+	    $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5 $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf.sample
+
+clean:
+	rm -rf $(B)

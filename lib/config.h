@@ -1,0 +1,64 @@
+/*
+ * config.h - the INI configuration: [global] and one section per image
+ * name or glob. Parsed with inih through a line reader of our own that
+ * counts lines and rejects what inih would silently mangle.
+ */
+#ifndef VC_CONFIG_H
+#define VC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "policy.h"
+
+#define VC_CONFIG_DEFAULT_PATH "/etc/vcachefs.conf"
+
+/* What the config decides for one image. */
+struct vc_image_conf {
+	enum vc_cache_mode cache;
+	enum vc_aio_mode aio;
+	bool readonly;
+};
+
+/* One [section] other than [global], in file order. */
+struct vc_rule {
+	char *pattern;		/* path relative to the mount root, or a glob */
+	bool is_glob;		/* pattern holds * or ? */
+	int line;		/* line of the [section] header */
+	unsigned set;		/* VC_KEY_* bits of the keys the section sets */
+	struct vc_image_conf conf; /* keys it leaves out hold [global]'s */
+};
+
+#define VC_KEY_CACHE	(1u << 0)
+#define VC_KEY_AIO	(1u << 1)
+#define VC_KEY_READONLY	(1u << 2)
+
+struct vc_config {
+	char *path;		/* NULL when built-in defaults are used */
+	struct vc_image_conf global;
+	struct vc_rule *rules;
+	size_t nrules;
+};
+
+/*
+ * Load path. With must_exist false, a missing file yields the built-in
+ * defaults. Every error in the file is logged with log_warnx() as
+ * "FILE:LINE: message"; then -EINVAL is returned. Returns 0 or -errno and
+ * sets *cfgp (owned by the caller, free with cfg_free()).
+ */
+int cfg_load(const char *path, bool must_exist, struct vc_config **cfgp);
+void cfg_free(struct vc_config *cfg);
+
+/* Built-in defaults only; never fails except -ENOMEM. */
+int cfg_defaults(struct vc_config **cfgp);
+
+/*
+ * The settings for an image at relpath (relative to the mount root, no
+ * leading slash). An exact name beats any glob; among globs the first in
+ * the file wins; otherwise [global]. *rule (may be NULL) gets the rule
+ * that matched or NULL for [global].
+ */
+void cfg_lookup(const struct vc_config *cfg, const char *relpath,
+    struct vc_image_conf *out, const struct vc_rule **rule);
+
+#endif

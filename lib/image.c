@@ -1,0 +1,272 @@
+/*
+ * image.c - open images and the registry of them (see image.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "io.h"
+#include "log.h"
+
+static void image_free(struct vc_image *img);
+
+void
+registry_init(struct vc_registry *r, struct vc_itable *t,
+    const struct vc_config *cfg)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	r->itable = t;
+	r->cfg = cfg;
+}
+
+void
+registry_exit(struct vc_registry *r)
+{
+	/* Left open by a forced stop: the kernel will never release them. */
+	while (r->open != NULL) {
+		struct vc_image *img = r->open;
+
+		r->open = img->next_open;
+		img->inode->image = NULL;
+		image_free(img);
+	}
+	r->nopen = 0;
+	pthread_mutex_destroy(&r->lock);
+}
+
+bool
+image_flags_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY;
+}
+
+/*
+ * Open the backing data descriptor through the inode's O_PATH descriptor
+ * (never through the mount), with the flags the cache mode wants.
+ * Returns a descriptor or -errno.
+ */
+static int
+image_open_backing(const struct vc_image *img, bool writable)
+{
+	char proc[64];
+	int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+	int fd;
+
+	if (img->policy->o_direct)
+		flags |= O_DIRECT;
+	if (img->policy->write_durable)
+		flags |= O_DSYNC;
+	inode_procpath(img->inode, proc, sizeof(proc));
+	fd = open(proc, flags);
+	if (fd == -1)
+		return -errno;
+	return fd;
+}
+
+static void
+image_free(struct vc_image *img)
+{
+	if (img->fd >= 0)
+		close(img->fd);
+	pthread_rwlock_destroy(&img->fdlock);
+	pthread_rwlock_destroy(&img->sizelock);
+	pthread_mutex_destroy(&img->rmw_lock);
+	pthread_cond_destroy(&img->rmw_cond);
+	free(img->relpath);
+	free(img);
+}
+
+/* First open: settle the policy and open the backing descriptor. */
+static int
+image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
+    struct vc_image **out)
+{
+	struct vc_image *img;
+	char rel[PATH_MAX];
+	const struct vc_rule *rule;
+	bool fellback;
+	int fd, err;
+
+	img = calloc(1, sizeof(*img));
+	if (img == NULL)
+		return -ENOMEM;
+	img->inode = inode;
+	img->fd = -1;
+	pthread_rwlock_init(&img->fdlock, NULL);
+	pthread_rwlock_init(&img->sizelock, NULL);
+	pthread_mutex_init(&img->rmw_lock, NULL);
+	pthread_cond_init(&img->rmw_cond, NULL);
+	for (int i = 0; i < VC_RMW_SLOTS; i++)
+		img->rmw_blocks[i] = -1;
+
+	err = inode_relpath(r->itable, inode, rel, sizeof(rel));
+	if (err < 0) {
+		/* Unlinked while looked up: no name to match, use [global]. */
+		snprintf(rel, sizeof(rel), "(inode %llu)",
+		    (unsigned long long)inode->ino);
+	}
+	img->relpath = strdup(rel);
+	if (img->relpath == NULL) {
+		image_free(img);
+		return -ENOMEM;
+	}
+	cfg_lookup(r->cfg, err < 0 ? "" : rel, &img->conf, &rule);
+	img->policy = policy_get(img->conf.cache);
+	img->aio = policy_effective_aio(img->conf.cache, img->conf.aio,
+	    &fellback);
+	if (fellback)
+		log_info("%s: aio=native needs O_DIRECT (cache=none or "
+		    "directsync); cache=%s uses aio=threads", img->relpath,
+		    img->policy->name);
+
+	if (img->conf.readonly && writable) {
+		image_free(img);
+		return -EROFS;
+	}
+	fd = image_open_backing(img, writable);
+	if (fd < 0) {
+		log_warnc(fd, "%s: open backing file (cache=%s)", img->relpath,
+		    img->policy->name);
+		image_free(img);
+		return fd;
+	}
+	img->fd = fd;
+	img->fd_writable = writable;
+	if (img->policy->o_direct) {
+		io_probe_dio_align(fd, &img->dio_align, &img->dio_mem_align);
+		if (img->dio_align > VC_IO_MAXALIGN ||
+		    img->dio_mem_align > VC_IO_MAXALIGN) {
+			log_warnx("%s: O_DIRECT alignment %u is larger than %u",
+			    img->relpath, img->dio_align, VC_IO_MAXALIGN);
+			image_free(img);
+			return -EINVAL;
+		}
+	}
+	log_debug("%s: opened cache=%s aio=%s readonly=%s (from [%s])",
+	    img->relpath, img->policy->name, policy_aio_name(img->aio),
+	    img->conf.readonly ? "yes" : "no",
+	    rule != NULL ? rule->pattern : "global");
+	*out = img;
+	return 0;
+}
+
+/* A writer opens an image only readers had open: swap in a writable fd. */
+static int
+image_upgrade(struct vc_image *img)
+{
+	int fd = image_open_backing(img, true);
+
+	if (fd < 0)
+		return fd;
+	pthread_rwlock_wrlock(&img->fdlock);
+	close(img->fd);
+	img->fd = fd;
+	img->fd_writable = true;
+	pthread_rwlock_unlock(&img->fdlock);
+	return 0;
+}
+
+int
+image_open(struct vc_registry *r, struct vc_inode *inode, int flags,
+    struct vc_image **out)
+{
+	bool writable = image_flags_write(flags);
+	struct vc_image *img;
+	int err = 0;
+
+	/* Opens are rare next to I/O: one lock keeps first-open simple. */
+	pthread_mutex_lock(&r->lock);
+	img = inode->image;
+	if (img == NULL) {
+		err = image_create(r, inode, writable, &img);
+		if (err == 0) {
+			itable_set_image(r->itable, inode, img);
+			img->next_open = r->open;
+			r->open = img;
+			r->nopen++;
+		}
+	} else if (writable && img->conf.readonly) {
+		err = -EROFS;
+	} else if (writable && !img->fd_writable) {
+		err = image_upgrade(img);
+	}
+	if (err == 0) {
+		img->opencount++;
+		*out = img;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return err;
+}
+
+void
+image_release(struct vc_registry *r, struct vc_image *img)
+{
+	struct vc_image **pp;
+	struct vc_inode *inode = img->inode;
+
+	pthread_mutex_lock(&r->lock);
+	if (--img->opencount > 0) {
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	for (pp = &r->open; *pp != NULL; pp = &(*pp)->next_open) {
+		if (*pp == img) {
+			*pp = img->next_open;
+			break;
+		}
+	}
+	r->nopen--;
+	itable_set_image(r->itable, inode, NULL);
+	pthread_mutex_unlock(&r->lock);
+	image_free(img);
+}
+
+unsigned
+registry_foreach_open(struct vc_registry *r,
+    void (*fn)(const struct vc_image *img, void *arg), void *arg)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct vc_image *img = r->open; img != NULL; img = img->next_open)
+		fn(img, arg);
+	n = r->nopen;
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+int
+registry_conf(struct vc_registry *r, struct vc_inode *dir, const char *name,
+    struct vc_image_conf *conf)
+{
+	char rel[PATH_MAX];
+	size_t len;
+	int err;
+
+	if (name == NULL) {
+		pthread_mutex_lock(&r->lock);
+		if (dir->image != NULL) {
+			*conf = dir->image->conf;
+			pthread_mutex_unlock(&r->lock);
+			return 0;
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	err = inode_relpath(r->itable, dir, rel, sizeof(rel));
+	if (err < 0)
+		return err;
+	if (name != NULL) {
+		len = strlen(rel);
+		if (snprintf(rel + len, sizeof(rel) - len, "%s%s",
+		    len > 0 ? "/" : "", name) >= (int)(sizeof(rel) - len))
+			return -ENAMETOOLONG;
+	}
+	cfg_lookup(r->cfg, rel, conf, NULL);
+	return 0;
+}

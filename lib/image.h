@@ -1,0 +1,104 @@
+/*
+ * image.h - the open state of an image (a regular file under the mount).
+ *
+ * An image is created at its first open and freed at its last release.
+ * All openers share it, and with it the cache mode that the config chose
+ * at first open. The backing descriptor is swappable: it is only used
+ * under fdlock held for reading, and replaced under fdlock held for
+ * writing (to upgrade a read-only descriptor when a writer opens, and
+ * later to switch the mode of an open image).
+ */
+#ifndef VC_IMAGE_H
+#define VC_IMAGE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "inode.h"
+#include "policy.h"
+
+#define VC_RMW_SLOTS 64
+
+struct vc_image_stats {		/* updated with relaxed atomics where the I/O happens */
+	uint64_t reads, writes, bytes_read, bytes_written;
+	uint64_t fsyncs, fsyncs_dropped, errors;
+};
+
+struct vc_image {
+	struct vc_inode *inode;		/* owner; inode->image points back */
+	char *relpath;			/* name at first open, for logs and config */
+	unsigned opencount;		/* protected by registry lock */
+	struct vc_image_conf conf;	/* fixed from first open to last release */
+	const struct vc_policy *policy;	/* row of conf.cache */
+	enum vc_aio_mode aio;		/* effective engine after fallback */
+
+	pthread_rwlock_t fdlock;	/* read: using fd; write: swapping it */
+	int fd;				/* backing data descriptor; protected by fdlock */
+	bool fd_writable;		/* protected by fdlock */
+	unsigned dio_align;		/* O_DIRECT offset/length alignment, bytes */
+	unsigned dio_mem_align;		/* O_DIRECT buffer alignment, bytes */
+
+	/*
+	 * Read-modify-write of unaligned O_DIRECT edges: a write locks the
+	 * edge blocks it rewrites, so two writes sharing a block never lose
+	 * each other's bytes. Aligned parts run in parallel.
+	 */
+	pthread_mutex_t rmw_lock;
+	pthread_cond_t rmw_cond;
+	off_t rmw_blocks[VC_RMW_SLOTS];	/* locked block offsets, -1 free; protected by rmw_lock */
+	/*
+	 * Held for writing by anything that may move the end of file while
+	 * bytes past it are transiently visible (an RMW write that pads the
+	 * tail, truncate, fallocate); for reading by all other data I/O.
+	 */
+	pthread_rwlock_t sizelock;
+
+	struct vc_image_stats stats;
+	struct vc_image *next_open;	/* registry list; protected by registry lock */
+};
+
+/* All open images of one mount. */
+struct vc_registry {
+	pthread_mutex_t lock;
+	struct vc_itable *itable;
+	const struct vc_config *cfg;	/* not owned */
+	struct vc_image *open;		/* protected by lock */
+	unsigned nopen;			/* protected by lock */
+};
+
+void registry_init(struct vc_registry *r, struct vc_itable *t,
+    const struct vc_config *cfg);
+void registry_exit(struct vc_registry *r);
+
+/*
+ * Open the image of inode for an opener with open(2) flags. Returns 0 and
+ * the image with one more open reference, or -errno (EROFS when a
+ * readonly image is opened for writing).
+ */
+int image_open(struct vc_registry *r, struct vc_inode *inode, int flags,
+    struct vc_image **out);
+/* Drop one open reference; the last one closes the backing descriptor. */
+void image_release(struct vc_registry *r, struct vc_image *img);
+
+/*
+ * Call fn for each open image under the registry lock; fn must not block.
+ * Returns the number of open images.
+ */
+unsigned registry_foreach_open(struct vc_registry *r,
+    void (*fn)(const struct vc_image *img, void *arg), void *arg);
+
+/*
+ * The settings the config gives the file name in directory dir (or dir
+ * itself when name is NULL), whether or not it is open. An open image
+ * keeps the settings of its first open: pass its inode to see them.
+ * Returns 0 or -errno.
+ */
+int registry_conf(struct vc_registry *r, struct vc_inode *dir,
+    const char *name, struct vc_image_conf *conf);
+
+/* Whether open(2) flags ask for write access. */
+bool image_flags_write(int flags);
+
+#endif

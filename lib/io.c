@@ -1,0 +1,482 @@
+/*
+ * io.c - data I/O on an open image with its cache mode applied (io.h).
+ *
+ * Buffered modes forward each request as one positioned read or write.
+ * O_DIRECT modes need offset, length and buffer aligned to the backing
+ * store's DIO alignment, while the kernel hands us requests at any offset
+ * and libfuse hands us write payloads at unaligned addresses. So requests
+ * go through a per-thread aligned bounce buffer: reads are widened to
+ * aligned bounds and the reply points into the buffer (no extra copy),
+ * writes are copied once into the buffer and unaligned edge blocks are
+ * read-modify-written under a lock of just those blocks.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "log.h"
+
+#define IO_BUF_SIZE	(VC_IO_MAX + 2 * VC_IO_MAXALIGN)
+#define IO_DEFAULT_ALIGN 4096u
+
+static pthread_key_t io_buf_key;
+static pthread_once_t io_buf_once = PTHREAD_ONCE_INIT;
+
+static void
+io_buf_free(void *p)
+{
+	free(p);
+}
+
+static void
+io_buf_key_init(void)
+{
+	if (pthread_key_create(&io_buf_key, io_buf_free) != 0)
+		fatalx("pthread_key_create failed");
+}
+
+/* The calling thread's bounce buffer, made at its first request. */
+static void *
+io_buf(void)
+{
+	void *p;
+
+	pthread_once(&io_buf_once, io_buf_key_init);
+	p = pthread_getspecific(io_buf_key);
+	if (p != NULL)
+		return p;
+	if (posix_memalign(&p, VC_IO_MAXALIGN, IO_BUF_SIZE) != 0)
+		return NULL;
+	pthread_setspecific(io_buf_key, p);
+	return p;
+}
+
+#define STAT_ADD(img, field, n) \
+	__atomic_add_fetch(&(img)->stats.field, (n), __ATOMIC_RELAXED)
+
+static off_t
+io_align_down(off_t v, unsigned a)
+{
+	return v & ~((off_t)a - 1);
+}
+
+static off_t
+io_align_up(off_t v, unsigned a)
+{
+	return (v + a - 1) & ~((off_t)a - 1);
+}
+
+void
+io_probe_dio_align(int fd, unsigned *align, unsigned *mem_align)
+{
+	struct statx stx;
+
+	*align = IO_DEFAULT_ALIGN;
+	*mem_align = IO_DEFAULT_ALIGN;
+#ifdef STATX_DIOALIGN
+	/* Linux 6.1+ reports it for filesystems that know; 0 means "unknown". */
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+	    (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
+		*align = stx.stx_dio_offset_align;
+		*mem_align = stx.stx_dio_mem_align ? stx.stx_dio_mem_align : 1;
+		return;
+	}
+#else
+	(void)stx;
+#endif
+	/* No answer from the kernel: 4096 satisfies every common device. */
+	(void)fd;
+}
+
+/* Full positioned read: retries short counts until EOF. */
+static ssize_t
+io_pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, off + done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/* Full positioned write; rwf is passed to pwritev2 (RWF_DSYNC or 0). */
+static ssize_t
+io_pwrite_full(int fd, const void *buf, size_t len, off_t off, int rwf)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		struct iovec iov = {
+			.iov_base = (char *)buf + done, .iov_len = len - done
+		};
+		ssize_t n = pwritev2(fd, &iov, 1, off + done, rwf);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;	/* no progress: never spin */
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static void
+io_fd_get(struct vc_image *img, int *fd)
+{
+	pthread_rwlock_rdlock(&img->fdlock);
+	*fd = img->fd;
+}
+
+static void
+io_fd_put(struct vc_image *img)
+{
+	pthread_rwlock_unlock(&img->fdlock);
+}
+
+ssize_t
+io_read(struct vc_image *img, size_t len, off_t off, const void **data)
+{
+	char *buf = io_buf();
+	ssize_t n;
+	int fd;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	if (len > VC_IO_MAX)
+		len = VC_IO_MAX;
+	io_fd_get(img, &fd);
+	if (!img->policy->o_direct) {
+		n = io_pread_full(fd, buf, len, off);
+		*data = buf;
+	} else {
+		unsigned a = img->dio_align;
+		off_t start = io_align_down(off, a);
+		off_t end = io_align_up(off + (off_t)len, a);
+		size_t head = (size_t)(off - start);
+
+		pthread_rwlock_rdlock(&img->sizelock);
+		n = io_pread_full(fd, buf, (size_t)(end - start), start);
+		pthread_rwlock_unlock(&img->sizelock);
+		if (n >= 0) {
+			n = n > (ssize_t)head ? n - (ssize_t)head : 0;
+			if (n > (ssize_t)len)
+				n = (ssize_t)len;
+		}
+		*data = buf + head;
+	}
+	io_fd_put(img);
+	if (n < 0) {
+		STAT_ADD(img, errors, 1);
+		return n;
+	}
+	STAT_ADD(img, reads, 1);
+	STAT_ADD(img, bytes_read, (uint64_t)n);
+	return n;
+}
+
+/* Lock the edge block at boff for read-modify-write; waits if taken. */
+static void
+io_rmw_lock(struct vc_image *img, off_t boff)
+{
+	pthread_mutex_lock(&img->rmw_lock);
+	for (;;) {
+		int slot = -1;
+		bool busy = false;
+
+		for (int i = 0; i < VC_RMW_SLOTS; i++) {
+			if (img->rmw_blocks[i] == boff)
+				busy = true;
+			else if (img->rmw_blocks[i] == -1 && slot < 0)
+				slot = i;
+		}
+		if (!busy && slot >= 0) {
+			img->rmw_blocks[slot] = boff;
+			break;
+		}
+		pthread_cond_wait(&img->rmw_cond, &img->rmw_lock);
+	}
+	pthread_mutex_unlock(&img->rmw_lock);
+}
+
+static void
+io_rmw_unlock(struct vc_image *img, off_t boff)
+{
+	pthread_mutex_lock(&img->rmw_lock);
+	for (int i = 0; i < VC_RMW_SLOTS; i++) {
+		if (img->rmw_blocks[i] == boff) {
+			img->rmw_blocks[i] = -1;
+			break;
+		}
+	}
+	pthread_cond_broadcast(&img->rmw_cond);
+	pthread_mutex_unlock(&img->rmw_lock);
+}
+
+/* Fill one aligned block of buf from the file, zeroes past end of file. */
+static int
+io_fill_block(int fd, char *blk, unsigned a, off_t boff)
+{
+	ssize_t n = io_pread_full(fd, blk, a, boff);
+
+	if (n < 0)
+		return (int)n;
+	memset(blk + n, 0, a - (size_t)n);
+	return 0;
+}
+
+/*
+ * O_DIRECT write through the bounce buffer. Edge blocks that the request
+ * covers only in part are read first and locked meanwhile. If the padded
+ * tail reaches past end of file, the file is cut back to
+ * max(old size, off + len) under sizelock held for writing.
+ */
+static ssize_t
+io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
+    off_t off, int rwf)
+{
+	unsigned a = img->dio_align;
+	off_t start = io_align_down(off, a);
+	off_t end = io_align_up(off + (off_t)len, a);
+	off_t last = end - a;
+	bool head_rmw = start != off;
+	bool tail_rmw = end != off + (off_t)len;
+	bool extend = false;
+	off_t oldsize = 0;
+	char *buf = io_buf();
+	ssize_t n;
+	int err = 0;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	/*
+	 * Size only shrinks under sizelock held for writing, so a tail that
+	 * lies inside the file under the read lock stays inside. Otherwise
+	 * the padded tail passes EOF: take the lock for writing and look again.
+	 */
+	pthread_rwlock_rdlock(&img->sizelock);
+	if (tail_rmw) {
+		struct stat st;
+
+		if (fstat(fd, &st) == -1)
+			err = -errno;
+		else if (end > st.st_size) {
+			pthread_rwlock_unlock(&img->sizelock);
+			pthread_rwlock_wrlock(&img->sizelock);
+			if (fstat(fd, &st) == -1)
+				err = -errno;
+			extend = end > st.st_size;
+			oldsize = st.st_size;
+		}
+		if (err < 0) {
+			pthread_rwlock_unlock(&img->sizelock);
+			return err;
+		}
+	}
+
+	if (head_rmw)
+		io_rmw_lock(img, start);
+	if (tail_rmw && !(head_rmw && last == start))
+		io_rmw_lock(img, last);
+
+	if (head_rmw)
+		err = io_fill_block(fd, buf, a, start);
+	if (err == 0 && tail_rmw && !(head_rmw && last == start))
+		err = io_fill_block(fd, buf + (last - start), a, last);
+	if (err == 0) {
+		memcpy(buf + (off - start), src, len);
+		n = io_pwrite_full(fd, buf, (size_t)(end - start), start, rwf);
+		if (n < 0)
+			err = (int)n;
+	}
+	if (err == 0 && extend) {
+		off_t want = off + (off_t)len > oldsize ? off + (off_t)len : oldsize;
+
+		if (ftruncate(fd, want) == -1)
+			err = -errno;
+		else if ((rwf & RWF_DSYNC || img->policy->write_durable) &&
+		    fdatasync(fd) == -1)
+			err = -errno;	/* the new size must be durable too */
+	}
+
+	if (tail_rmw && !(head_rmw && last == start))
+		io_rmw_unlock(img, last);
+	if (head_rmw)
+		io_rmw_unlock(img, start);
+	pthread_rwlock_unlock(&img->sizelock);
+	return err < 0 ? err : (ssize_t)len;
+}
+
+ssize_t
+io_write(struct vc_image *img, const void *buf, size_t len, off_t off,
+    bool dsync)
+{
+	int rwf = 0;
+	ssize_t n;
+	int fd;
+
+	if (len > VC_IO_MAX)
+		return -EINVAL;	/* the kernel never sends more than max_write */
+	/* A client's O_DSYNC write is durable unless the mode drops syncs. */
+	if (dsync && img->policy->honour_dsync && !img->policy->write_durable)
+		rwf = RWF_DSYNC;
+	io_fd_get(img, &fd);
+	if (img->policy->o_direct)
+		n = io_write_direct(img, fd, buf, len, off, rwf);
+	else
+		n = io_pwrite_full(fd, buf, len, off, rwf);
+	io_fd_put(img);
+	if (n < 0) {
+		STAT_ADD(img, errors, 1);
+		return n;
+	}
+	STAT_ADD(img, writes, 1);
+	STAT_ADD(img, bytes_written, (uint64_t)n);
+	return n;
+}
+
+int
+io_fsync(struct vc_image *img, bool datasync)
+{
+	int fd, r = 0;
+
+	if (!img->policy->flush_forwarded) {
+		STAT_ADD(img, fsyncs_dropped, 1);
+		return 0;
+	}
+	io_fd_get(img, &fd);
+	if ((datasync ? fdatasync(fd) : fsync(fd)) == -1)
+		r = -errno;
+	io_fd_put(img);
+	if (r < 0)
+		STAT_ADD(img, errors, 1);
+	else
+		STAT_ADD(img, fsyncs, 1);
+	return r;
+}
+
+/* Size and allocation changes: durable at once where writes are. */
+static int
+io_meta_done(struct vc_image *img, int fd)
+{
+	if (img->policy->write_durable && fdatasync(fd) == -1)
+		return -errno;
+	return 0;
+}
+
+int
+io_truncate(struct vc_image *img, off_t size)
+{
+	int fd, r = 0;
+
+	io_fd_get(img, &fd);
+	pthread_rwlock_wrlock(&img->sizelock);
+	if (ftruncate(fd, size) == -1)
+		r = -errno;
+	else
+		r = io_meta_done(img, fd);
+	pthread_rwlock_unlock(&img->sizelock);
+	io_fd_put(img);
+	return r;
+}
+
+int
+io_fallocate(struct vc_image *img, int mode, off_t off, off_t len)
+{
+	int fd, r = 0;
+
+	io_fd_get(img, &fd);
+	pthread_rwlock_wrlock(&img->sizelock);
+	if (fallocate(fd, mode, off, len) == -1)
+		r = -errno;
+	else
+		r = io_meta_done(img, fd);
+	pthread_rwlock_unlock(&img->sizelock);
+	io_fd_put(img);
+	return r;
+}
+
+off_t
+io_lseek(struct vc_image *img, off_t off, int whence)
+{
+	off_t r;
+	int fd;
+
+	io_fd_get(img, &fd);
+	r = lseek(fd, off, whence);
+	if (r == -1)
+		r = -errno;
+	io_fd_put(img);
+	return r;
+}
+
+ssize_t
+io_copy_range(struct vc_image *in, off_t off_in, struct vc_image *out,
+    off_t off_out, size_t len)
+{
+	size_t done = 0;
+
+	if (!in->policy->o_direct && !out->policy->o_direct) {
+		int fdin, fdout;
+		ssize_t n;
+
+		io_fd_get(in, &fdin);
+		io_fd_get(out, &fdout);
+		n = copy_file_range(fdin, &off_in, fdout, &off_out, len, 0);
+		if (n == -1)
+			n = -errno;
+		else if (out->policy->write_durable && fdatasync(fdout) == -1)
+			n = -errno;
+		io_fd_put(out);
+		io_fd_put(in);
+		if (n >= 0)
+			STAT_ADD(out, bytes_written, (uint64_t)n);
+		return n;
+	}
+	/* The read lands in this thread's buffer, so copy it out first. */
+	char *chunk = malloc(VC_IO_MAX);
+
+	if (chunk == NULL)
+		return -ENOMEM;
+	while (done < len) {
+		size_t want = len - done < VC_IO_MAX ? len - done : VC_IO_MAX;
+		const void *data;
+		ssize_t n = io_read(in, want, off_in + (off_t)done, &data);
+
+		if (n <= 0) {
+			if (n < 0 && done == 0) {
+				free(chunk);
+				return n;
+			}
+			break;
+		}
+		memcpy(chunk, data, (size_t)n);
+		n = io_write(out, chunk, (size_t)n, off_out + (off_t)done, false);
+		if (n < 0) {
+			free(chunk);
+			return done > 0 ? (ssize_t)done : n;
+		}
+		done += (size_t)n;
+	}
+	free(chunk);
+	return (ssize_t)done;
+}

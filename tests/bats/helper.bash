@@ -1,0 +1,101 @@
+# Shared set-up for the bats suites: start vcachefs, wait for the mount,
+# and always unmount and stop it again, even when a test fails.
+#
+# In a test file:
+#   load helper
+#   setup()    { vc_setup; }
+#   teardown() { vc_teardown; }
+
+bats_load_library bats-support
+bats_load_library bats-assert
+bats_load_library bats-file
+
+: "${VCACHEFS:=$BATS_TEST_DIRNAME/../../build/asan/vcachefs}"
+: "${VC_TOOLS:=$BATS_TEST_DIRNAME/../../build/tools}"
+# LeakSanitizer cannot run under ptrace; strace tests turn it off.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+VC_MOUNTS=()	# mountpoints started by vc_mount in this test
+VC_PIDS=()	# their daemons
+
+# A scratch directory on a disk filesystem (tmpfs may refuse O_DIRECT).
+vc_setup() {
+	VC_TMP=$(mktemp -d /var/tmp/vcachefs-test.XXXXXX)
+	VC_SRC=$VC_TMP/src
+	VC_MNT=$VC_TMP/mnt
+	VC_LOG=$VC_TMP/daemon.log
+	mkdir -p "$VC_SRC" "$VC_MNT"
+	chmod 755 "$VC_TMP"
+}
+
+vc_is_mounted() {	# MOUNTPOINT
+	awk -v m="$1" '$5 == m && $9 ~ /^fuse/ { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
+
+# vc_mount [OPTIONS...] [SOURCE] MOUNTPOINT
+# Starts the daemon in the foreground, in the background of the test, and
+# waits until the mount is up. Sets VC_PID. Fails with the daemon's log.
+vc_mount() {
+	local mnt=${!#} i
+	"$VCACHEFS" -f "$@" >>"$VC_LOG" 2>&1 &
+	VC_PID=$!
+	VC_PIDS+=("$VC_PID")
+	VC_MOUNTS+=("$mnt")
+	for i in $(seq 1 200); do
+		vc_is_mounted "$mnt" && return 0
+		if ! kill -0 "$VC_PID" 2>/dev/null; then
+			echo "vcachefs exited before mounting; log:" >&2
+			cat "$VC_LOG" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+	echo "vcachefs did not mount $mnt within 10 s; log:" >&2
+	cat "$VC_LOG" >&2
+	return 1
+}
+
+# Wait for a daemon to exit; prints its status. vc_wait_exit PID [SECONDS]
+vc_wait_exit() {
+	local pid=$1 t=${2:-20} i
+	for i in $(seq 1 $((t * 20))); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid"; return $?; }
+		sleep 0.05
+	done
+	echo "daemon $pid still running after $t s" >&2
+	return 124
+}
+
+# Unmount cleanly and return the daemon's exit status.
+vc_umount() {
+	local mnt=${1:-$VC_MNT} pid=${2:-$VC_PID}
+	fusermount3 -u "$mnt" || return 1
+	vc_wait_exit "$pid"
+}
+
+# Sanitizer reports in the daemon log fail the test.
+vc_check_log() {
+	if [ -f "$VC_LOG" ] && grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$VC_LOG"; then
+		echo "sanitizer report in daemon log:" >&2
+		cat "$VC_LOG" >&2
+		return 1
+	fi
+}
+
+vc_teardown() {
+	local m p rc=0
+	for m in "${VC_MOUNTS[@]}"; do
+		if vc_is_mounted "$m"; then
+			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		fi
+	done
+	for p in "${VC_PIDS[@]}"; do
+		if kill -0 "$p" 2>/dev/null; then
+			vc_wait_exit "$p" 5 >/dev/null 2>&1 || kill -9 "$p" 2>/dev/null || true
+		fi
+	done
+	vc_check_log || rc=1
+	[ -n "${VC_TMP:-}" ] && rm -rf "$VC_TMP"
+	return $rc
+}

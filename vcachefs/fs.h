@@ -1,0 +1,30 @@
+/*
+ * fs.h - the state of one mounted vcachefs, shared by the FUSE operations
+ * (ops.c), the stop logic (stop.c) and main.c.
+ */
+#ifndef VC_FS_H
+#define VC_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "image.h"
+#include "inode.h"
+
+struct vc_fs {
+	struct vc_itable itable;
+	struct vc_registry registry;
+	struct vc_config *cfg;		/* owned */
+	const char *source;		/* absolute path of the backing directory */
+	const char *mountpoint;		/* absolute path of the mount */
+	double timeout;			/* entry and attribute cache, seconds */
+	bool chown_new;			/* running as root: give new files to the caller */
+	struct fuse_session *se;
+};
+
+/* The low-level operations table. */
+extern const struct fuse_lowlevel_ops vc_ops;
+
+#endif

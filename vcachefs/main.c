@@ -1,0 +1,417 @@
+/*
+ * main.c - vcachefs: command line, start-up checks, mount and serve.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkconf.h"
+#include "fs.h"
+#include "log.h"
+#include "mounts.h"
+#include "preflight.h"
+#include "stop.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+
+#define VC_THREADS_DEFAULT	16
+#define VC_THREADS_MAX		256
+#define VC_TIMEOUT_DEFAULT	1.0
+
+struct vc_opts {
+	const char *config;
+	bool config_named;	/* -c given: a missing file is an error */
+	bool foreground, debug, force, check_config;
+	unsigned threads;
+	const char *log_file;
+	char mount_opts[1024];	/* -o options, joined with commas */
+	const char *source, *mountpoint;
+};
+
+enum { OPT_THREADS = 256, OPT_LOG_FILE, OPT_FORCE, OPT_CHECK_CONFIG };
+
+static const struct option vc_longopts[] = {
+	{ "config",	  required_argument, NULL, 'c' },
+	{ "foreground",	  no_argument,	     NULL, 'f' },
+	{ "debug",	  no_argument,	     NULL, 'd' },
+	{ "threads",	  required_argument, NULL, OPT_THREADS },
+	{ "log-file",	  required_argument, NULL, OPT_LOG_FILE },
+	{ "force",	  no_argument,	     NULL, OPT_FORCE },
+	{ "check-config", no_argument,	     NULL, OPT_CHECK_CONFIG },
+	{ "version",	  no_argument,	     NULL, 'V' },
+	{ "help",	  no_argument,	     NULL, 'h' },
+	{ NULL, 0, NULL, 0 }
+};
+
+static void
+vc_usage(FILE *out)
+{
+	fprintf(out,
+"usage: vcachefs [OPTIONS] [SOURCE] MOUNTPOINT\n"
+"       vcachefs --check-config [-c FILE] [SOURCE]\n"
+"\n"
+"Serve the VM disk images of SOURCE at MOUNTPOINT, applying to every image\n"
+"the cache mode (writeback, writethrough, none, directsync, unsafe) that the\n"
+"configuration names for it. Without SOURCE, MOUNTPOINT is mounted over\n"
+"itself and its files stay reachable: vcachefs /var/lib/libvirt/images\n"
+"\n"
+"  -c, --config FILE   configuration (default %s;\n"
+"                      built-in defaults when that file does not exist)\n"
+"  -f, --foreground    stay in the foreground and log to stderr\n"
+"  -d, --debug         log debug messages\n"
+"  -o OPT[,OPT...]     extra FUSE mount options\n"
+"      --threads N     at most N worker threads (default %d)\n"
+"      --log-file FILE as a daemon, log to FILE instead of syslog\n"
+"      --force         lazily unmount a stale mount first, and mount even\n"
+"                      if processes hold files of the directory open\n"
+"      --check-config  check the configuration, print the settings of\n"
+"                      every image in SOURCE, and exit\n"
+"  -V, --version       print the version and exit\n"
+"  -h, --help          print this help and exit\n"
+"\n"
+"SIGTERM or SIGINT unmounts when no image is open; with images open it is\n"
+"refused, and a second signal within %d s forces a lazy unmount.\n"
+"See vcachefs(8) and vcachefs.conf(5).\n",
+	    VC_CONFIG_DEFAULT_PATH, VC_THREADS_DEFAULT, VC_STOP_FORCE_WINDOW);
+}
+
+static int
+vc_add_mount_opt(struct vc_opts *o, const char *opt)
+{
+	size_t len = strlen(o->mount_opts);
+
+	if (snprintf(o->mount_opts + len, sizeof(o->mount_opts) - len, "%s%s",
+	    len ? "," : "", opt) >= (int)(sizeof(o->mount_opts) - len)) {
+		log_warnx("-o: mount options too long");
+		return -1;
+	}
+	return 0;
+}
+
+/* Returns 0, 1 for "exit 0 now" (help, version), or -1 after an error. */
+static int
+vc_parse_args(int argc, char **argv, struct vc_opts *o)
+{
+	char *end;
+	long n;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->config = VC_CONFIG_DEFAULT_PATH;
+	o->threads = VC_THREADS_DEFAULT;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+c:fdo:Vh", vc_longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			o->config_named = true;
+			break;
+		case 'f':
+			o->foreground = true;
+			break;
+		case 'd':
+			o->debug = true;
+			break;
+		case 'o':
+			if (vc_add_mount_opt(o, optarg) < 0)
+				return -1;
+			break;
+		case OPT_THREADS:
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || n < 1 ||
+			    n > VC_THREADS_MAX) {
+				log_warnx("--threads: '%s' is not a number from 1 "
+				    "to %d", optarg, VC_THREADS_MAX);
+				return -1;
+			}
+			o->threads = (unsigned)n;
+			break;
+		case OPT_LOG_FILE:
+			o->log_file = optarg;
+			break;
+		case OPT_FORCE:
+			o->force = true;
+			break;
+		case OPT_CHECK_CONFIG:
+			o->check_config = true;
+			break;
+		case 'V':
+			printf("vcachefs %s\n", VC_VERSION);
+			return 1;
+		case 'h':
+			vc_usage(stdout);
+			return 1;
+		case ':':
+			log_warnx("option %s needs an argument (see --help)",
+			    argv[optind - 1]);
+			return -1;
+		default:
+			if (optopt)
+				log_warnx("unknown option -%c (see --help)", optopt);
+			else
+				log_warnx("unknown option %s (see --help)",
+				    argv[optind - 1]);
+			return -1;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (o->check_config) {
+		if (argc > 1) {
+			log_warnx("--check-config takes at most SOURCE (see --help)");
+			return -1;
+		}
+		o->source = argc == 1 ? argv[0] : NULL;
+		return 0;
+	}
+	if (argc == 0 || argc > 2) {
+		log_warnx("%s (see --help)", argc == 0 ? "missing MOUNTPOINT" :
+		    "too many arguments");
+		return -1;
+	}
+	o->mountpoint = argv[argc - 1];
+	o->source = argc == 2 ? argv[0] : NULL;
+	return 0;
+}
+
+/* --check-config: 0 when the file is valid, 1 otherwise. */
+static int
+vc_check_config(const struct vc_opts *o, const struct vc_config *cfg)
+{
+	int fd, r;
+
+	if (o->source == NULL) {
+		printf("%s: configuration OK\n",
+		    cfg->path ? cfg->path : "built-in defaults");
+		return 0;
+	}
+	fd = open(o->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1) {
+		log_warn("source %s", o->source);
+		return 1;
+	}
+	r = checkconf_print(cfg, fd, o->source, stdout);
+	close(fd);
+	return r < 0 ? 1 : 0;
+}
+
+/* The daemon does I/O on behalf of memory reclaim: keep it alive and unthrottled. */
+static void
+vc_protect_self(void)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+
+	if (fd == -1 || write(fd, "-1000", 5) != 5)
+		log_warn("cannot set oom_score_adj to -1000 (needs CAP_SYS_RESOURCE)");
+	if (fd != -1)
+		close(fd);
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1)
+		log_warn("cannot mark the daemon PR_SET_IO_FLUSHER (needs CAP_SYS_RESOURCE)");
+}
+
+/* Build the FUSE mount options. fsname shows SOURCE in /proc/mounts. */
+static int
+vc_fuse_args(const struct vc_opts *o, const char *source,
+    struct fuse_args *args)
+{
+	char opts[PATH_MAX + 1200];
+
+	snprintf(opts, sizeof(opts), "fsname=%s,subtype=vcachefs,"
+	    "default_permissions%s%s%s", source,
+	    geteuid() == 0 ? ",allow_other" : "",
+	    o->mount_opts[0] ? "," : "", o->mount_opts);
+	if (fuse_opt_add_arg(args, "vcachefs") == -1 ||
+	    fuse_opt_add_arg(args, "-o") == -1 ||
+	    fuse_opt_add_arg(args, opts) == -1)
+		return -ENOMEM;
+	if (o->debug && getenv("VCACHEFS_FUSE_DEBUG") != NULL)
+		return fuse_opt_add_arg(args, "-d") == -1 ? -ENOMEM : 0;
+	return 0;
+}
+
+/* As a daemon, logs go to syslog or --log-file; say so if they would be lost. */
+static int
+vc_daemon_logging(const struct vc_opts *o)
+{
+	int err;
+
+	if (o->foreground)
+		return 0;
+	if (o->log_file != NULL) {
+		err = log_set_target(VC_LOG_FILE, o->log_file);
+		if (err < 0) {
+			log_warnc(err, "--log-file %s", o->log_file);
+			return -1;
+		}
+		return 0;
+	}
+	if (access("/dev/log", W_OK) == -1)
+		log_warnx("warning: no /dev/log, so syslog messages of the daemon "
+		    "will be lost; use --log-file FILE or -f");
+	log_set_target(VC_LOG_SYSLOG, NULL);
+	return 0;
+}
+
+static void
+vc_block_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int
+vc_serve(struct vc_fs *fs, const struct vc_opts *o)
+{
+	struct fuse_loop_config *lc;
+	struct vc_mountent ent;
+	unsigned conn = 0;
+	int r, r2;
+
+	if (mounts_find(fs->mountpoint, &ent) > 0)
+		conn = ent.minor;
+	if (!o->foreground) {
+		if (vc_daemon_logging(o) < 0)
+			return -1;
+		if (fuse_daemonize(0) == -1) {
+			log_warnx("cannot detach from the terminal");
+			return -1;
+		}
+	}
+	vc_block_signals();
+	r = stop_start(fs, conn);
+	if (r < 0) {
+		log_warnc(r, "signal thread");
+		return -1;
+	}
+	log_info("serving %s at %s (pid %d)", fs->source, fs->mountpoint,
+	    (int)getpid());
+	lc = fuse_loop_cfg_create();
+	if (lc == NULL) {
+		stop_finish();
+		return -1;
+	}
+	fuse_loop_cfg_set_max_threads(lc, o->threads);
+	fuse_loop_cfg_set_idle_threads(lc, o->threads);
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	r = fuse_session_loop_mt(fs->se, lc);
+	fuse_loop_cfg_destroy(lc);
+	stop_finish();
+	/* In-flight requests are done: make what was written durable. */
+	r2 = itable_syncfs(&fs->itable);
+	if (r2 < 0)
+		log_warnc(r2, "syncfs %s", fs->source);
+	if (r < 0 && !stop_forced()) {
+		log_warnc(r, "session loop");
+		return -1;
+	}
+	log_info("stopped%s", stop_forced() ? " (forced)" : "");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char source[PATH_MAX], mnt[PATH_MAX];
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct vc_fs fs;
+	struct vc_opts o;
+	int rootfd, r, status = 1;
+
+	log_init("vcachefs", false);
+	r = vc_parse_args(argc, argv, &o);
+	if (r != 0)
+		return r > 0 ? 0 : 1;
+	log_init("vcachefs", o.debug);
+
+	memset(&fs, 0, sizeof(fs));
+	r = cfg_load(o.config, o.config_named, &fs.cfg);
+	if (r < 0) {
+		if (r != -EINVAL)
+			log_warnc(r, "%s", o.config);
+		log_warnx("%s: configuration has errors, not mounting", o.config);
+		return 1;
+	}
+	if (o.check_config) {
+		status = vc_check_config(&o, fs.cfg);
+		cfg_free(fs.cfg);
+		return status;
+	}
+
+	if (preflight_mountpoint(o.mountpoint, o.force, mnt) < 0)
+		goto out_cfg;
+	if (o.source != NULL) {
+		if (preflight_source(o.source, source) < 0)
+			goto out_cfg;
+	} else {
+		snprintf(source, sizeof(source), "%s", mnt);
+		if (preflight_source(source, source) < 0)
+			goto out_cfg;
+	}
+	if (preflight_holders(mnt, o.force) < 0)
+		goto out_cfg;
+	if (preflight_fuse(strstr(o.mount_opts, "allow_other") != NULL) < 0)
+		goto out_cfg;
+
+	/* Open the source before mounting: in place, the mount will cover it. */
+	rootfd = open(source, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd == -1) {
+		log_warn("source %s", source);
+		goto out_cfg;
+	}
+	r = itable_init(&fs.itable, rootfd);
+	if (r < 0) {
+		log_warnc(r, "source %s", source);
+		close(rootfd);
+		goto out_cfg;
+	}
+	registry_init(&fs.registry, &fs.itable, fs.cfg);
+	fs.source = source;
+	fs.mountpoint = mnt;
+	fs.timeout = VC_TIMEOUT_DEFAULT;
+	fs.chown_new = geteuid() == 0;
+	/* Modes from the kernel already carry the caller's umask. */
+	umask(0);
+
+	if (vc_fuse_args(&o, source, &args) < 0)
+		goto out_fs;
+	fs.se = fuse_session_new(&args, &vc_ops, sizeof(vc_ops), &fs);
+	if (fs.se == NULL) {
+		log_warnx("cannot create the FUSE session (bad -o option?)");
+		goto out_fs;
+	}
+	if (fuse_session_mount(fs.se, mnt) != 0) {
+		log_warnx("cannot mount %s (see the fuse: message above)", mnt);
+		goto out_session;
+	}
+	vc_protect_self();
+	if (vc_serve(&fs, &o) == 0)
+		status = 0;
+	fuse_session_unmount(fs.se);
+out_session:
+	fuse_session_destroy(fs.se);
+out_fs:
+	fuse_opt_free_args(&args);
+	registry_exit(&fs.registry);
+	itable_exit(&fs.itable);
+out_cfg:
+	cfg_free(fs.cfg);
+	return status;
+}
