@@ -224,6 +224,17 @@ image_release(struct vc_registry *r, struct vc_image *img)
 	r->nopen--;
 	itable_set_image(r->itable, inode, NULL);
 	pthread_mutex_unlock(&r->lock);
+	log_debug("%s: closed: %llu reads (%llu bytes), %llu writes (%llu "
+	    "bytes, at most %llu in flight), %llu fsyncs, %llu dropped, "
+	    "%llu errors", img->relpath,
+	    (unsigned long long)img->stats.reads,
+	    (unsigned long long)img->stats.bytes_read,
+	    (unsigned long long)img->stats.writes,
+	    (unsigned long long)img->stats.bytes_written,
+	    (unsigned long long)img->stats.writes_inflight_max,
+	    (unsigned long long)img->stats.fsyncs,
+	    (unsigned long long)img->stats.fsyncs_dropped,
+	    (unsigned long long)img->stats.errors);
 	image_free(img);
 }
 

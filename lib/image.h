@@ -24,6 +24,7 @@
 struct vc_image_stats {		/* updated with relaxed atomics where the I/O happens */
 	uint64_t reads, writes, bytes_read, bytes_written;
 	uint64_t fsyncs, fsyncs_dropped, errors;
+	uint64_t writes_inflight, writes_inflight_max;	/* concurrency seen */
 };
 
 struct vc_image {

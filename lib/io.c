@@ -326,6 +326,20 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 	return err < 0 ? err : (ssize_t)len;
 }
 
+/* Count a write in flight and keep the highest count seen. */
+static void
+io_inflight_enter(struct vc_image *img)
+{
+	uint64_t cur = STAT_ADD(img, writes_inflight, 1);
+	uint64_t max = __atomic_load_n(&img->stats.writes_inflight_max,
+	    __ATOMIC_RELAXED);
+
+	while (cur > max && !__atomic_compare_exchange_n(
+	    &img->stats.writes_inflight_max, &max, cur, true,
+	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
 ssize_t
 io_write(struct vc_image *img, const void *buf, size_t len, off_t off,
     bool dsync)
@@ -339,12 +353,14 @@ io_write(struct vc_image *img, const void *buf, size_t len, off_t off,
 	/* A client's O_DSYNC write is durable unless the mode drops syncs. */
 	if (dsync && img->policy->honour_dsync && !img->policy->write_durable)
 		rwf = RWF_DSYNC;
+	io_inflight_enter(img);
 	io_fd_get(img, &fd);
 	if (img->policy->o_direct)
 		n = io_write_direct(img, fd, buf, len, off, rwf);
 	else
 		n = io_pwrite_full(fd, buf, len, off, rwf);
 	io_fd_put(img);
+	STAT_ADD(img, writes_inflight, (uint64_t)-1);
 	if (n < 0) {
 		STAT_ADD(img, errors, 1);
 		return n;
