@@ -75,7 +75,7 @@ image_free(struct vc_image *img)
 	if (img->fd >= 0)
 		close(img->fd);
 	pthread_rwlock_destroy(&img->fdlock);
-	pthread_rwlock_destroy(&img->sizelock);
+	gate_destroy(&img->sizelock);
 	pthread_mutex_destroy(&img->rmw_lock);
 	pthread_cond_destroy(&img->rmw_cond);
 	free(img->relpath);
@@ -99,7 +99,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 	img->inode = inode;
 	img->fd = -1;
 	pthread_rwlock_init(&img->fdlock, NULL);
-	pthread_rwlock_init(&img->sizelock, NULL);
+	gate_init(&img->sizelock);
 	pthread_mutex_init(&img->rmw_lock, NULL);
 	pthread_cond_init(&img->rmw_cond, NULL);
 	for (int i = 0; i < VC_RMW_SLOTS; i++)

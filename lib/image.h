@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "gate.h"
 #include "inode.h"
 #include "policy.h"
 
@@ -54,7 +55,7 @@ struct vc_image {
 	 * bytes past it are transiently visible (an RMW write that pads the
 	 * tail, truncate, fallocate); for reading by all other data I/O.
 	 */
-	pthread_rwlock_t sizelock;
+	struct vc_gate sizelock;
 
 	struct vc_image_stats stats;
 	struct vc_image *next_open;	/* registry list; protected by registry lock */

@@ -174,9 +174,9 @@ io_read(struct vc_image *img, size_t len, off_t off, const void **data)
 		off_t end = io_align_up(off + (off_t)len, a);
 		size_t head = (size_t)(off - start);
 
-		pthread_rwlock_rdlock(&img->sizelock);
+		gate_shared(&img->sizelock);
 		n = io_pread_full(fd, buf, (size_t)(end - start), start);
-		pthread_rwlock_unlock(&img->sizelock);
+		gate_release_shared(&img->sizelock);
 		if (n >= 0) {
 			n = n > (ssize_t)head ? n - (ssize_t)head : 0;
 			if (n > (ssize_t)len)
@@ -244,6 +244,15 @@ io_fill_block(int fd, char *blk, unsigned a, off_t boff)
 	return 0;
 }
 
+static void
+io_gate_release(struct vc_image *img, bool exclusive)
+{
+	if (exclusive)
+		gate_release_exclusive(&img->sizelock);
+	else
+		gate_release_shared(&img->sizelock);
+}
+
 /*
  * O_DIRECT write through the bounce buffer. Edge blocks that the request
  * covers only in part are read first and locked meanwhile. If the padded
@@ -260,7 +269,7 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 	off_t last = end - a;
 	bool head_rmw = start != off;
 	bool tail_rmw = end != off + (off_t)len;
-	bool extend = false;
+	bool extend = false, extend_locked = false;
 	off_t oldsize = 0;
 	char *buf = io_buf();
 	ssize_t n;
@@ -273,22 +282,23 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 	 * lies inside the file under the read lock stays inside. Otherwise
 	 * the padded tail passes EOF: take the lock for writing and look again.
 	 */
-	pthread_rwlock_rdlock(&img->sizelock);
+	gate_shared(&img->sizelock);
 	if (tail_rmw) {
 		struct stat st;
 
 		if (fstat(fd, &st) == -1)
 			err = -errno;
 		else if (end > st.st_size) {
-			pthread_rwlock_unlock(&img->sizelock);
-			pthread_rwlock_wrlock(&img->sizelock);
+			gate_release_shared(&img->sizelock);
+			gate_exclusive(&img->sizelock);
+			extend_locked = true;
 			if (fstat(fd, &st) == -1)
 				err = -errno;
 			extend = end > st.st_size;
 			oldsize = st.st_size;
 		}
 		if (err < 0) {
-			pthread_rwlock_unlock(&img->sizelock);
+			io_gate_release(img, extend_locked);
 			return err;
 		}
 	}
@@ -322,7 +332,7 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 		io_rmw_unlock(img, last);
 	if (head_rmw)
 		io_rmw_unlock(img, start);
-	pthread_rwlock_unlock(&img->sizelock);
+	io_gate_release(img, extend_locked);
 	return err < 0 ? err : (ssize_t)len;
 }
 
@@ -405,12 +415,12 @@ io_truncate(struct vc_image *img, off_t size)
 	int fd, r = 0;
 
 	io_fd_get(img, &fd);
-	pthread_rwlock_wrlock(&img->sizelock);
+	gate_exclusive(&img->sizelock);
 	if (ftruncate(fd, size) == -1)
 		r = -errno;
 	else
 		r = io_meta_done(img, fd);
-	pthread_rwlock_unlock(&img->sizelock);
+	gate_release_exclusive(&img->sizelock);
 	io_fd_put(img);
 	return r;
 }
@@ -421,12 +431,12 @@ io_fallocate(struct vc_image *img, int mode, off_t off, off_t len)
 	int fd, r = 0;
 
 	io_fd_get(img, &fd);
-	pthread_rwlock_wrlock(&img->sizelock);
+	gate_exclusive(&img->sizelock);
 	if (fallocate(fd, mode, off, len) == -1)
 		r = -errno;
 	else
 		r = io_meta_done(img, fd);
-	pthread_rwlock_unlock(&img->sizelock);
+	gate_release_exclusive(&img->sizelock);
 	io_fd_put(img);
 	return r;
 }
