@@ -124,6 +124,15 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 		log_info("%s: aio=native needs O_DIRECT (cache=none or "
 		    "directsync); cache=%s uses aio=threads", img->relpath,
 		    img->policy->name);
+	if (img->aio != VC_AIO_THREADS) {
+		img->uring = r->uring;
+		if (img->uring == NULL) {
+			log_info("%s: aio=%s: io_uring is not available here; "
+			    "using aio=threads", img->relpath,
+			    policy_aio_name(img->aio));
+			img->aio = VC_AIO_THREADS;
+		}
+	}
 
 	if (img->conf.readonly && writable) {
 		image_free(img);

@@ -22,6 +22,8 @@
 
 #define VC_RMW_SLOTS 64
 
+struct vc_uring;
+
 struct vc_image_stats {		/* updated with relaxed atomics where the I/O happens */
 	uint64_t reads, writes, bytes_read, bytes_written;
 	uint64_t fsyncs, fsyncs_dropped, errors;
@@ -35,6 +37,7 @@ struct vc_image {
 	struct vc_image_conf conf;	/* fixed from first open to last release */
 	const struct vc_policy *policy;	/* row of conf.cache */
 	enum vc_aio_mode aio;		/* effective engine after fallback */
+	struct vc_uring *uring;		/* the engine for native/io_uring, else NULL */
 
 	pthread_rwlock_t fdlock;	/* read: using fd; write: swapping it */
 	int fd;				/* backing data descriptor; protected by fdlock */
@@ -66,6 +69,7 @@ struct vc_registry {
 	pthread_mutex_t lock;
 	struct vc_itable *itable;
 	const struct vc_config *cfg;	/* not owned */
+	struct vc_uring *uring;		/* not owned; NULL: io_uring unavailable */
 	struct vc_image *open;		/* protected by lock */
 	unsigned nopen;			/* protected by lock */
 };

@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "io_priv.h"
+#include "uring.h"
 #include "log.h"
 
 #define IO_BUF_SIZE	(VC_IO_MAX + 2 * VC_IO_MAXALIGN)
@@ -58,20 +60,6 @@ io_buf(void)
 	return p;
 }
 
-#define STAT_ADD(img, field, n) \
-	__atomic_add_fetch(&(img)->stats.field, (n), __ATOMIC_RELAXED)
-
-static off_t
-io_align_down(off_t v, unsigned a)
-{
-	return v & ~((off_t)a - 1);
-}
-
-static off_t
-io_align_up(off_t v, unsigned a)
-{
-	return (v + a - 1) & ~((off_t)a - 1);
-}
 
 void
 io_probe_dio_align(int fd, unsigned *align, unsigned *mem_align)
@@ -185,12 +173,7 @@ io_read(struct vc_image *img, size_t len, off_t off, const void **data)
 		*data = buf + head;
 	}
 	io_fd_put(img);
-	if (n < 0) {
-		STAT_ADD(img, errors, 1);
-		return n;
-	}
-	STAT_ADD(img, reads, 1);
-	STAT_ADD(img, bytes_read, (uint64_t)n);
+	io_account(img, VC_OP_READ, n);
 	return n;
 }
 
@@ -336,8 +319,7 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 	return err < 0 ? err : (ssize_t)len;
 }
 
-/* Count a write in flight and keep the highest count seen. */
-static void
+void
 io_inflight_enter(struct vc_image *img)
 {
 	uint64_t cur = STAT_ADD(img, writes_inflight, 1);
@@ -350,19 +332,47 @@ io_inflight_enter(struct vc_image *img)
 		;
 }
 
+void
+io_inflight_leave(struct vc_image *img)
+{
+	STAT_ADD(img, writes_inflight, (uint64_t)-1);
+}
+
+void
+io_account(struct vc_image *img, int op, ssize_t res)
+{
+	if (res < 0) {
+		STAT_ADD(img, errors, 1);
+		return;
+	}
+	switch (op) {
+	case VC_OP_READ:
+		STAT_ADD(img, reads, 1);
+		STAT_ADD(img, bytes_read, (uint64_t)res);
+		break;
+	case VC_OP_WRITE:
+		STAT_ADD(img, writes, 1);
+		STAT_ADD(img, bytes_written, (uint64_t)res);
+		break;
+	default:
+		STAT_ADD(img, fsyncs, 1);
+		break;
+	}
+}
+
+static int io_write_rwf(const struct vc_image *img, bool dsync);
+
 ssize_t
 io_write(struct vc_image *img, const void *buf, size_t len, off_t off,
     bool dsync)
 {
-	int rwf = 0;
+	int rwf;
 	ssize_t n;
 	int fd;
 
 	if (len > VC_IO_MAX)
 		return -EINVAL;	/* the kernel never sends more than max_write */
-	/* A client's O_DSYNC write is durable unless the mode drops syncs. */
-	if (dsync && img->policy->honour_dsync && !img->policy->write_durable)
-		rwf = RWF_DSYNC;
+	rwf = io_write_rwf(img, dsync);
 	io_inflight_enter(img);
 	io_fd_get(img, &fd);
 	if (img->policy->o_direct)
@@ -370,13 +380,8 @@ io_write(struct vc_image *img, const void *buf, size_t len, off_t off,
 	else
 		n = io_pwrite_full(fd, buf, len, off, rwf);
 	io_fd_put(img);
-	STAT_ADD(img, writes_inflight, (uint64_t)-1);
-	if (n < 0) {
-		STAT_ADD(img, errors, 1);
-		return n;
-	}
-	STAT_ADD(img, writes, 1);
-	STAT_ADD(img, bytes_written, (uint64_t)n);
+	io_inflight_leave(img);
+	io_account(img, VC_OP_WRITE, n);
 	return n;
 }
 
@@ -393,10 +398,7 @@ io_fsync(struct vc_image *img, bool datasync)
 	if ((datasync ? fdatasync(fd) : fsync(fd)) == -1)
 		r = -errno;
 	io_fd_put(img);
-	if (r < 0)
-		STAT_ADD(img, errors, 1);
-	else
-		STAT_ADD(img, fsyncs, 1);
+	io_account(img, VC_OP_FSYNC, r);
 	return r;
 }
 
@@ -505,4 +507,55 @@ io_copy_range(struct vc_image *in, off_t off_in, struct vc_image *out,
 	}
 	free(chunk);
 	return (ssize_t)done;
+}
+
+/* Which rwf flags a client write gets: its O_DSYNC unless the mode drops syncs. */
+static int
+io_write_rwf(const struct vc_image *img, bool dsync)
+{
+	if (dsync && img->policy->honour_dsync && !img->policy->write_durable)
+		return RWF_DSYNC;
+	return 0;
+}
+
+void
+io_submit_read(struct vc_image *img, size_t len, off_t off, vc_io_done done,
+    void *arg)
+{
+	const void *data = NULL;
+	ssize_t n;
+
+	if (len > VC_IO_MAX)
+		len = VC_IO_MAX;
+	if (img->uring != NULL &&
+	    uring_read(img->uring, img, len, off, done, arg) == 0)
+		return;
+	n = io_read(img, len, off, &data);
+	done(arg, n, data);
+}
+
+void
+io_submit_write(struct vc_image *img, const void *buf, size_t len, off_t off,
+    bool dsync, vc_io_done done, void *arg)
+{
+	if (len <= VC_IO_MAX && img->uring != NULL &&
+	    uring_write(img->uring, img, buf, len, off, io_write_rwf(img, dsync),
+	    done, arg) == 0)
+		return;
+	done(arg, io_write(img, buf, len, off, dsync), NULL);
+}
+
+void
+io_submit_fsync(struct vc_image *img, bool datasync, vc_io_done done,
+    void *arg)
+{
+	if (!img->policy->flush_forwarded) {
+		STAT_ADD(img, fsyncs_dropped, 1);
+		done(arg, 0, NULL);
+		return;
+	}
+	if (img->uring != NULL &&
+	    uring_fsync(img->uring, img, datasync, done, arg) == 0)
+		return;
+	done(arg, io_fsync(img, datasync), NULL);
 }

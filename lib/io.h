@@ -21,6 +21,22 @@
 #define VC_IO_MAXALIGN		(64u << 10)
 
 /*
+ * The end of a submitted request: res is bytes or -errno; for a read,
+ * data holds the bytes, valid only during the call. Called exactly once,
+ * in the submitting thread (aio=threads) or in the io_uring completion
+ * thread.
+ */
+typedef void (*vc_io_done)(void *arg, ssize_t res, const void *data);
+
+/* Submit through the image's engine, falling back to the synchronous path. */
+void io_submit_read(struct vc_image *img, size_t len, off_t off,
+    vc_io_done done, void *arg);
+void io_submit_write(struct vc_image *img, const void *buf, size_t len,
+    off_t off, bool dsync, vc_io_done done, void *arg);
+void io_submit_fsync(struct vc_image *img, bool datasync, vc_io_done done,
+    void *arg);
+
+/*
  * Read len bytes at off. *data is set to the bytes read, which live in a
  * buffer owned by the calling thread and valid until its next io_ call.
  * Returns the count (short at end of file) or -errno.

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "image.h"
 #include "inode.h"
+#include "uring.h"
 
 struct vc_fs {
 	struct vc_itable itable;
@@ -22,6 +23,8 @@ struct vc_fs {
 	double timeout;			/* entry and attribute cache, seconds */
 	bool chown_new;			/* running as root: give new files to the caller */
 	struct fuse_session *se;
+	struct vc_uring uring;
+	bool uring_ok;			/* uring is set up */
 };
 
 /* The low-level operations table. */

@@ -296,6 +296,15 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 		}
 	}
 	vc_block_signals();
+	/* After fork: the ring and its thread belong to the daemon process. */
+	r = uring_init(&fs->uring);
+	if (r == 0) {
+		fs->uring_ok = true;
+		fs->registry.uring = &fs->uring;
+	} else {
+		log_warnc(r, "io_uring unavailable; images with aio=native or "
+		    "aio=io_uring use aio=threads");
+	}
 	r = stop_start(fs, conn);
 	if (r < 0) {
 		log_warnc(r, "signal thread");
@@ -314,6 +323,12 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 	r = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
 	stop_finish();
+	if (fs->uring_ok) {
+		/* Requests still in the ring finish (their replies may fail). */
+		uring_exit(&fs->uring);
+		fs->uring_ok = false;
+		fs->registry.uring = NULL;
+	}
 	/* In-flight requests are done: make what was written durable. */
 	r2 = itable_syncfs(&fs->itable);
 	if (r2 < 0)

@@ -429,31 +429,50 @@ vc_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 }
 
+/* Completions reply to the kernel; they may run in the io_uring thread. */
+static void
+vc_read_done(void *arg, ssize_t res, const void *data)
+{
+	fuse_req_t req = arg;
+
+	if (res < 0)
+		vc_reply_err(req, (int)res);
+	else
+		fuse_reply_buf(req, data, (size_t)res);
+}
+
+static void
+vc_write_done(void *arg, ssize_t res, const void *data)
+{
+	fuse_req_t req = arg;
+
+	if (res < 0)
+		vc_reply_err(req, (int)res);
+	else
+		fuse_reply_write(req, (size_t)res);
+}
+
+static void
+vc_status_done(void *arg, ssize_t res, const void *data)
+{
+	vc_reply_err(arg, (int)res);
+}
+
 static void
 vc_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fuse_file_info *fi)
 {
-	const void *data;
-	ssize_t n = io_read(vc_image(fi), size, off, &data);
-
-	if (n < 0)
-		vc_reply_err(req, (int)n);
-	else
-		fuse_reply_buf(req, data, (size_t)n);
+	io_submit_read(vc_image(fi), size, off, vc_read_done, req);
 }
 
 static void
 vc_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     off_t off, struct fuse_file_info *fi)
 {
-	/* For WRITE, libfuse puts the kernel's per-write flags in fi->flags. */
-	ssize_t n = io_write(vc_image(fi), buf, size, off,
-	    (fi->flags & O_DSYNC) != 0);	/* O_SYNC includes O_DSYNC */
-
-	if (n < 0)
-		vc_reply_err(req, (int)n);
-	else
-		fuse_reply_write(req, (size_t)n);
+	/* For WRITE, libfuse puts the kernel's per-write flags in fi->flags;
+	 * O_SYNC includes the O_DSYNC bit. */
+	io_submit_write(vc_image(fi), buf, size, off,
+	    (fi->flags & O_DSYNC) != 0, vc_write_done, req);
 }
 
 /* FLUSH is close(2), not a data sync: nothing to do. Locks are the kernel's. */
@@ -474,7 +493,7 @@ static void
 vc_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
     struct fuse_file_info *fi)
 {
-	vc_reply_err(req, io_fsync(vc_image(fi), datasync != 0));
+	io_submit_fsync(vc_image(fi), datasync != 0, vc_status_done, req);
 }
 
 static void
