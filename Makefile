@@ -33,21 +33,21 @@ TOOL_SRC  := $(wildcard tests/tools/*.c)
 B  := build
 BA := build/asan
 
-LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
-DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
-LIB_AOBJ   := $(LIB_SRC:%.c=$(BA)/%.o)
-DAEMON_AOBJ := $(DAEMON_SRC:%.c=$(BA)/%.o)
+LIB_OBJ    := $(LIB_SRC:%.c=$(B)/obj/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/obj/%.o)
+LIB_AOBJ   := $(LIB_SRC:%.c=$(BA)/obj/%.o)
+DAEMON_AOBJ := $(DAEMON_SRC:%.c=$(BA)/obj/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BA)/unit/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
 
 .PHONY: all asan check unit deps demo install uninstall clean
 all: $(B)/vcachefs
 
-$(B)/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
+$(B)/obj/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BA)/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
+$(BA)/obj/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
 
@@ -93,3 +93,7 @@ uninstall:
 
 clean:
 	rm -rf $(B)
+
+.PHONY: bench
+bench: all
+	@tests/bench.sh

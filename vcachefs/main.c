@@ -361,7 +361,8 @@ main(int argc, char **argv)
 	if (r < 0) {
 		if (r != -EINVAL)
 			log_warnc(r, "%s", o.config);
-		log_warnx("%s: configuration has errors, not mounting", o.config);
+		log_warnx("%s: configuration has errors%s", o.config,
+		    o.check_config ? "" : ", not mounting");
 		return 1;
 	}
 	if (o.check_config) {

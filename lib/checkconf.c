@@ -1,0 +1,177 @@
+/*
+ * checkconf.c - vcachefs --check-config (see checkconf.h), in the manner
+ * of "nginx -t": say the file is valid, then show what it decides.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkconf.h"
+#include "config.h"
+#include "log.h"
+#include "policy.h"
+
+/* The regular files found so far. */
+struct checkconf_walk {
+	const char *srcname;	/* for messages */
+	char **paths;		/* relative paths, owned */
+	size_t npaths, cap;
+	int err;		/* first -errno met, or 0 */
+};
+
+static void
+checkconf_note(struct checkconf_walk *w, int err, const char *rel)
+{
+	if (rel[0] == '\0')
+		log_warnc(err, "%s", w->srcname);
+	else
+		log_warnc(err, "%s/%s", w->srcname, rel);
+	if (w->err == 0)
+		w->err = err;
+}
+
+/* Take ownership of path. Returns 0 or -ENOMEM (path freed). */
+static int
+checkconf_add(struct checkconf_walk *w, char *path)
+{
+	char **p;
+
+	if (w->npaths == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 64;
+
+		p = realloc(w->paths, cap * sizeof(*p));
+		if (p == NULL) {
+			free(path);
+			return -ENOMEM;
+		}
+		w->paths = p;
+		w->cap = cap;
+	}
+	w->paths[w->npaths++] = path;
+	return 0;
+}
+
+static char *
+checkconf_join(const char *dir, const char *name)
+{
+	char *s;
+
+	if (dir[0] == '\0')
+		return strdup(name);
+	return asprintf(&s, "%s/%s", dir, name) < 0 ? NULL : s;
+}
+
+/*
+ * Collect the regular files under fd (the directory rel), which this
+ * takes ownership of. Errors other than -ENOMEM are noted in w and the
+ * walk goes on; returns 0 or -ENOMEM.
+ */
+static int
+checkconf_walk_dir(struct checkconf_walk *w, int fd, const char *rel)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	char *path;
+	int sub, err = 0;
+
+	d = fdopendir(fd);
+	if (d == NULL) {
+		err = -errno;
+		close(fd);
+		checkconf_note(w, err, rel);
+		return 0;
+	}
+	while (err == 0 && (errno = 0, de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		path = checkconf_join(rel, de->d_name);
+		if (path == NULL) {
+			err = -ENOMEM;
+			break;
+		}
+		if (fstatat(dirfd(d), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno != ENOENT)	/* gone since readdir: fine */
+				checkconf_note(w, -errno, path);
+			free(path);
+		} else if (S_ISREG(st.st_mode)) {
+			err = checkconf_add(w, path);
+		} else if (S_ISDIR(st.st_mode)) {
+			sub = openat(dirfd(d), de->d_name, O_RDONLY |
+			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub == -1)
+				checkconf_note(w, -errno, path);
+			else
+				err = checkconf_walk_dir(w, sub, path);
+			free(path);
+		} else {
+			free(path);	/* symlinks, devices, fifos: not images */
+		}
+	}
+	if (err == 0 && errno != 0)
+		checkconf_note(w, -errno, rel);
+	closedir(d);
+	return err;
+}
+
+static int
+checkconf_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+checkconf_line(const struct vc_config *cfg, const char *rel, FILE *out)
+{
+	struct vc_image_conf c;
+	const struct vc_rule *rule;
+	enum vc_aio_mode aio;
+	bool fellback;
+
+	cfg_lookup(cfg, rel, &c, &rule);
+	aio = policy_effective_aio(c.cache, c.aio, &fellback);
+	fprintf(out, "%s: cache=%s aio=%s%s readonly=%s (from [%s])\n", rel,
+	    policy_get(c.cache)->name, policy_aio_name(aio),
+	    fellback ? " (native needs O_DIRECT: cache=none or directsync)" :
+	    "", c.readonly ? "yes" : "no",
+	    rule != NULL ? rule->pattern : "global");
+}
+
+int
+checkconf_print(const struct vc_config *cfg, int srcfd, const char *srcname,
+    FILE *out)
+{
+	struct checkconf_walk w = { .srcname = srcname };
+	int fd, err = 0;
+
+	fprintf(out, "%s: configuration OK\n",
+	    cfg->path != NULL ? cfg->path : "built-in defaults");
+
+	/* A descriptor of our own: readdir() must not move the caller's. */
+	fd = openat(srcfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		checkconf_note(&w, -errno, "");
+	else
+		err = checkconf_walk_dir(&w, fd, "");
+	if (err == 0) {
+		qsort(w.paths, w.npaths, sizeof(*w.paths), checkconf_cmp);
+		for (size_t i = 0; i < w.npaths; i++)
+			checkconf_line(cfg, w.paths[i], out);
+	} else {
+		log_warnc(err, "%s", srcname);
+	}
+	for (size_t i = 0; i < w.npaths; i++)
+		free(w.paths[i]);
+	free(w.paths);
+	if (err == 0)
+		err = w.err;
+	if (fflush(out) == EOF || ferror(out))
+		err = err ? err : -EIO;
+	return err;
+}

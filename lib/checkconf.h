@@ -1,0 +1,28 @@
+/*
+ * checkconf.h - vcachefs --check-config: what each image would get.
+ */
+#ifndef VC_CHECKCONF_H
+#define VC_CHECKCONF_H
+
+#include <stdio.h>
+
+struct vc_config;
+
+/*
+ * Print to out "CONFIG: configuration OK" (CONFIG is cfg->path, or
+ * "built-in defaults"), then one line per regular file under the
+ * directory srcfd, recursively, sorted by relative path (bytewise):
+ *
+ *   RELPATH: cache=MODE aio=AIO readonly=yes|no (from [SECTION])
+ *
+ * AIO is the effective engine; a native that falls back reads
+ * "aio=threads (native needs O_DIRECT: cache=none or directsync)".
+ * SECTION is the matching rule's pattern or "global". Symbolic links are
+ * neither listed nor followed. srcfd is not closed or moved; srcname
+ * names it in messages. A directory that cannot be read is logged with
+ * log_warnc() and skipped. Returns 0, or the first -errno met.
+ */
+int checkconf_print(const struct vc_config *cfg, int srcfd,
+    const char *srcname, FILE *out);
+
+#endif

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# make bench: fio through vcachefs against the same I/O on the backing
+# directory, in one run, alternating, and the ratio vcachefs/native per row.
+# A benchmark, not a test: it never fails on a number.
+#   QUICK=1  short runs (whole bench under 3 minutes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VCACHEFS=${VCACHEFS:-$PWD/build/vcachefs}
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then runtime=3; size=256M; else runtime=10; size=1G; fi
+
+work=$(mktemp -d /var/tmp/vcachefs-bench.XXXXXX)
+src=$work/src; mnt=$work/mnt; conf=$work/vcachefs.conf
+mkdir -p "$src" "$mnt"
+pid=""
+cleanup() {
+	if grep -q " $mnt fuse" /proc/mounts; then fusermount3 -u "$mnt" || umount -l "$mnt"; fi
+	[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Daemon CPU time (user+sys, all threads) in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# row: name rw bs iodepth engine direct extra
+rows=(
+	"seq-read-1M|read|1M|16|io_uring|1|"
+	"seq-write-1M|write|1M|16|io_uring|1|"
+	"rand-read-4k-qd32|randread|4k|32|io_uring|1|"
+	"rand-write-4k-qd32|randwrite|4k|32|io_uring|1|"
+	"write+fdatasync-4k-qd1|randwrite|4k|1|psync|0|--fdatasync=1"
+	"warm-buffered-read-4k-qd32|randread|4k|32|io_uring|0|--pre_read=1"
+)
+modes=("none native" "none threads" "writeback io_uring" "writeback threads")
+
+# run_fio FILE ROW -> prints "iops bytes requests"
+run_fio() {
+	local file=$1 row=$2 name rw bs qd eng direct extra out
+	IFS='|' read -r name rw bs qd eng direct extra <<<"$row"
+	out=$(fio --name=b --filename="$file" --size="$size" --rw="$rw" --bs="$bs" \
+		--iodepth="$qd" --ioengine="$eng" --direct="$direct" $extra \
+		--runtime="$runtime" --time_based --ramp_time=1 --output-format=terse \
+		--terse-version=3 --group_reporting 2>/dev/null)
+	# terse v3: field 8 read iops, 49 write iops; 6/47 read/write KiB total
+	awk -F';' '{ printf "%d %d\n", $8 + $49, ($6 + $47) * 1024 }' <<<"$out"
+}
+
+printf '%-28s %-20s %10s %10s %7s %10s %10s\n' row mode "vcachefs" "native" ratio "cpu us/req" "cpu ms/GiB"
+for m in "${modes[@]}"; do
+	read -r cache aio <<<"$m"
+	printf '[global]\ncache = %s\naio = %s\n' "$cache" "$aio" >"$conf"
+	"$VCACHEFS" -f -c "$conf" "$src" "$mnt" 2>"$work/daemon.log" &
+	pid=$!
+	for _ in $(seq 100); do grep -q " $mnt fuse" /proc/mounts && break; sleep 0.05; done
+	# Lay the files out once so every run reads real data.
+	for f in "$mnt/img" "$src/ref"; do
+		[ -s "$f" ] || fio --name=fill --filename="$f" --size="$size" --rw=write --bs=1M \
+			--direct=1 --ioengine=psync >/dev/null 2>&1
+	done
+	for row in "${rows[@]}"; do
+		name=${row%%|*}
+		c0=$(cpu_ticks "$pid")
+		read -r viops vbytes < <(run_fio "$mnt/img" "$row")
+		c1=$(cpu_ticks "$pid")
+		read -r niops _ < <(run_fio "$src/ref" "$row")
+		reqs=$((viops * runtime)); [ "$reqs" -gt 0 ] || reqs=1
+		awk -v n="$name" -v m="$cache+$aio" -v v="$viops" -v r="$niops" \
+		    -v ct=$((c1 - c0)) -v hz="$hz" -v q="$reqs" -v b="$vbytes" 'BEGIN {
+			cpu = ct / hz
+			printf "%-28s %-20s %10d %10d %7.2f %10.1f %10.1f\n", n, m, v, r,
+			    r ? v / r : 0, cpu * 1e6 / q, b ? cpu * 1e3 / (b / 2^30) : 0 }'
+	done
+	fusermount3 -u "$mnt"; wait "$pid" || true; pid=""
+done
+echo "machine: $(nproc) cores, $(uname -r), $(df -T "$src" | awk 'NR==2 { print $2 }') backing"
