@@ -374,6 +374,12 @@ vc_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int err = image_open(&vc_fs(req)->registry, vc_inode(req, ino),
 	    fi->flags, &img);
 
+	/* libfuse asks for atomic O_TRUNC: the kernel leaves it to us. */
+	if (err == 0 && (fi->flags & O_TRUNC)) {
+		err = io_truncate(img, 0);
+		if (err < 0)
+			image_release(&vc_fs(req)->registry, img);
+	}
 	if (err < 0) {
 		vc_reply_err(req, err);
 		return;
@@ -800,6 +806,11 @@ vc_init(void *userdata, struct fuse_conn_info *conn)
 	 * wants synchronous; images are direct_io anyway.
 	 */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * The daemon writes as root, whose writes never clear setuid bits:
+	 * let the kernel clear them on behalf of the real writer.
+	 */
+	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }
