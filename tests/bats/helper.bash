@@ -29,8 +29,8 @@ vc_setup() {
 	chmod 755 "$VC_TMP"
 }
 
-vc_is_mounted() {	# MOUNTPOINT
-	awk -v m="$1" '$5 == m && $9 ~ /^fuse/ { f = 1 } END { exit !f }' /proc/self/mountinfo
+vc_is_mounted() {	# MOUNTPOINT (no spaces: /proc/mounts escapes them)
+	awk -v m="$1" '$2 == m && $3 ~ /^fuse/ { f = 1 } END { exit !f }' /proc/mounts
 }
 
 # vc_mount [OPTIONS...] [SOURCE] MOUNTPOINT
