@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VCACHEFS=${VCACHEFS:-$PWD/build/vcachefs}
 QUICK=${QUICK:-0}
-if [ "$QUICK" = 1 ]; then runtime=3; size=256M; else runtime=10; size=1G; fi
+if [ "$QUICK" = 1 ]; then runtime=2; ramp=500ms; size=256M; else runtime=10; ramp=1; size=1G; fi
 
 work=$(mktemp -d /var/tmp/vcachefs-bench.XXXXXX)
 src=$work/src; mnt=$work/mnt; conf=$work/vcachefs.conf
@@ -41,7 +41,7 @@ run_fio() {
 	IFS='|' read -r name rw bs qd eng direct extra <<<"$row"
 	out=$(fio --name=b --filename="$file" --size="$size" --rw="$rw" --bs="$bs" \
 		--iodepth="$qd" --ioengine="$eng" --direct="$direct" $extra \
-		--runtime="$runtime" --time_based --ramp_time=1 --output-format=terse \
+		--runtime="$runtime" --time_based --ramp_time="$ramp" --output-format=terse \
 		--terse-version=3 --group_reporting 2>/dev/null)
 	# terse v3: field 8 read iops, 49 write iops; 6/47 read/write KiB total
 	awk -F';' '{ printf "%d %d\n", $8 + $49, ($6 + $47) * 1024 }' <<<"$out"

@@ -359,9 +359,9 @@ main(int argc, char **argv)
 	memset(&fs, 0, sizeof(fs));
 	r = cfg_load(o.config, o.config_named, &fs.cfg);
 	if (r < 0) {
-		if (r != -EINVAL)
-			log_warnc(r, "%s", o.config);
-		log_warnx("%s: configuration has errors%s", o.config,
+		/* cfg_load() has said what is wrong; sum up parse errors. */
+		if (r == -EINVAL)
+			log_warnx("%s: configuration has errors%s", o.config,
 		    o.check_config ? "" : ", not mounting");
 		return 1;
 	}

@@ -21,6 +21,8 @@ static struct vc_fs *stop_fs;
 static unsigned stop_conn;
 static bool stop_running;
 static volatile sig_atomic_t stop_was_forced;
+/* Set before stop_finish() wakes the thread: any other SIGUSR1 is ignored. */
+static volatile sig_atomic_t stop_finishing;
 
 static void
 stop_name_open(const struct vc_image *img, void *arg)
@@ -118,8 +120,11 @@ stop_main(void *arg)
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
-		if (sig == SIGUSR1)
-			break;		/* stop_finish(): the loop is over */
+		if (sig == SIGUSR1) {
+			if (stop_finishing)
+				break;	/* stop_finish(): the loop is over */
+			continue;
+		}
 		if (sig == SIGHUP) {
 			log_info("SIGHUP: reloading the configuration is not "
 			    "supported yet; nothing changed");
@@ -151,6 +156,7 @@ stop_finish(void)
 	if (!stop_running)
 		return;
 	/* Harmless if the thread already left after a stop request. */
+	stop_finishing = 1;
 	pthread_kill(stop_thread, SIGUSR1);
 	pthread_join(stop_thread, NULL);
 	stop_running = false;

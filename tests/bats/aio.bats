@@ -1,0 +1,124 @@
+#!/usr/bin/env bats
+# aio engines: threads, native, io_uring; parallel writes to one image;
+# the visible native->threads fallback.
+
+load helper
+
+setup() {
+	vc_setup
+	VC_CONF=$VC_TMP/vcachefs.conf
+}
+
+teardown() {
+	vc_teardown
+}
+
+conf() {	# conf CACHE AIO
+	printf '[global]\ncache = %s\naio = %s\n' "$1" "$2" >"$VC_CONF"
+}
+
+# Highest "at most N in flight" the daemon logged for an image.
+max_inflight() {
+	sed -n "s/.*$1: closed: .*at most \([0-9]*\) in flight.*/\1/p" "$VC_LOG" | sort -n | tail -1
+}
+
+@test "8 threads writing one image reach the daemon in parallel (threads engine)" {
+	conf writeback threads
+	vc_mount -d -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	run fio --name=par --filename="$VC_MNT/one.img" --size=32M --bs=4k \
+		--rw=randwrite --ioengine=psync --numjobs=8 --runtime=3 --time_based \
+		--group_reporting
+	assert_success
+	vc_umount
+	n=$(max_inflight one.img)
+	echo "max writes in flight: $n"
+	[ -n "$n" ] && [ "$n" -gt 1 ]
+}
+
+@test "8 threads writing one O_DIRECT image reach the daemon in parallel (none, native)" {
+	conf none native
+	vc_mount -d -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	run fio --name=par --filename="$VC_MNT/one.img" --size=32M --bs=4k \
+		--rw=randwrite --ioengine=psync --direct=1 --numjobs=8 --runtime=3 \
+		--time_based --group_reporting
+	assert_success
+	vc_umount
+	n=$(max_inflight one.img)
+	echo "max writes in flight: $n"
+	[ -n "$n" ] && [ "$n" -gt 1 ]
+}
+
+@test "one writer at a time is seen as one in flight (the counter can tell)" {
+	conf writeback threads
+	vc_mount -d -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	run fio --name=one --filename="$VC_MNT/one.img" --size=8M --bs=4k \
+		--rw=randwrite --ioengine=psync --numjobs=1
+	assert_success
+	vc_umount
+	[ "$(max_inflight one.img)" -eq 1 ]
+}
+
+@test "aio=native with a buffered mode falls back to threads, visibly" {
+	printf '[global]\ncache = writeback\naio = native\n[direct.img]\ncache = none\naio = native\n' >"$VC_CONF"
+	: >"$VC_SRC/buffered.img"
+	: >"$VC_SRC/direct.img"
+	run "$VCACHEFS" --check-config -c "$VC_CONF" "$VC_SRC"
+	assert_success
+	assert_line "buffered.img: cache=writeback aio=threads (native needs O_DIRECT: cache=none or directsync) readonly=no (from [global])"
+	assert_line "direct.img: cache=none aio=native readonly=no (from [direct.img])"
+	vc_mount -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	echo x >"$VC_MNT/buffered.img"
+	echo x | dd of="$VC_MNT/direct.img" conv=notrunc status=none
+	grep -q "buffered.img: aio=native needs O_DIRECT.*uses aio=threads" "$VC_LOG"
+	! grep -q "direct.img: aio=native needs" "$VC_LOG"
+}
+
+# fio with crc32c verification through each io_uring configuration.
+verify_engine() {	# CACHE AIO
+	conf "$1" "$2"
+	vc_mount -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	run fio --name=a --filename="$VC_MNT/a.img" --size=16M --bs=64k --rw=randwrite \
+		--ioengine=io_uring --iodepth=16 --direct=1 --verify=crc32c \
+		--do_verify=1 --verify_fatal=1
+	assert_success
+	run fio --name=b --filename="$VC_MNT/b.img" --size=8M --bs=3000 --rw=randwrite \
+		--ioengine=io_uring --iodepth=16 --direct=1 --verify=crc32c \
+		--do_verify=1 --verify_fatal=1
+	assert_success
+	run fio --name=c --filename="$VC_MNT/c.img" --size=16M --bs=4k --rw=randrw \
+		--ioengine=io_uring --iodepth=32 --direct=0 --verify=crc32c \
+		--do_verify=1 --verify_fatal=1
+	assert_success
+	run "$VC_TOOLS/difftest" --test "$VC_MNT/d.img" --ref "$VC_TMP/d.ref" \
+		--seed 11 --ops 2000
+	assert_success
+	run "$VC_TOOLS/difftest" --test "$VC_MNT/e.img" --ref "$VC_TMP/e.ref" \
+		--seed 12 --ops 2000 --direct
+	assert_success
+	# The bytes are on the backing store, not just in our buffers.
+	cmp "$VC_SRC/d.img" "$VC_TMP/d.ref"
+	cmp "$VC_SRC/e.img" "$VC_TMP/e.ref"
+}
+
+@test "io_uring engine: none + native keeps data intact" { verify_engine none native; }
+@test "io_uring engine: directsync + native keeps data intact" { verify_engine directsync native; }
+@test "io_uring engine: writeback + io_uring keeps data intact" { verify_engine writeback io_uring; }
+@test "io_uring engine: writethrough + io_uring keeps data intact" { verify_engine writethrough io_uring; }
+@test "io_uring engine: unsafe + io_uring keeps data intact" { verify_engine unsafe io_uring; }
+
+@test "io_uring engine: qemu-io reads and writes at unaligned offsets" {
+	conf none io_uring
+	qemu-img create -q -f qcow2 "$VC_SRC/q.qcow2" 64M
+	vc_mount -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	run qemu-io -t none -c 'write -P 0x5a 1000 70000' -c 'read -P 0x5a 1000 70000' \
+		"$VC_MNT/q.qcow2"
+	assert_success
+	run qemu-io -t writeback -c 'read -P 0x5a 1000 70000' -c 'read -P 0 71000 1000' \
+		"$VC_MNT/q.qcow2"
+	assert_success
+	vc_umount
+	run qemu-img check "$VC_SRC/q.qcow2"
+	assert_success
+	run qemu-io -c 'read -P 0x5a 1000 70000' "$VC_SRC/q.qcow2"
+	assert_success
+}
