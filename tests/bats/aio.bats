@@ -79,15 +79,15 @@ verify_engine() {	# CACHE AIO
 	vc_mount -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
 	run fio --name=a --filename="$VC_MNT/a.img" --size=16M --bs=64k --rw=randwrite \
 		--ioengine=io_uring --iodepth=16 --direct=1 --verify=crc32c \
-		--do_verify=1 --verify_fatal=1
+		--do_verify=1 --verify_fatal=1 --verify_state_save=0
 	assert_success
 	run fio --name=b --filename="$VC_MNT/b.img" --size=8M --bs=3000 --rw=randwrite \
 		--ioengine=io_uring --iodepth=16 --direct=1 --verify=crc32c \
-		--do_verify=1 --verify_fatal=1
+		--do_verify=1 --verify_fatal=1 --verify_state_save=0
 	assert_success
 	run fio --name=c --filename="$VC_MNT/c.img" --size=16M --bs=4k --rw=randrw \
 		--ioengine=io_uring --iodepth=32 --direct=0 --verify=crc32c \
-		--do_verify=1 --verify_fatal=1
+		--do_verify=1 --verify_fatal=1 --verify_state_save=0
 	assert_success
 	run "$VC_TOOLS/difftest" --test "$VC_MNT/d.img" --ref "$VC_TMP/d.ref" \
 		--seed 11 --ops 2000
