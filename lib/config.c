@@ -228,6 +228,10 @@ cfg_handler(void *user, const char *section, const char *name,
 	char names[64];
 	size_t i;
 
+	if (*name == '\0') {
+		cfg_error(p, "missing key name before '='");
+		return 1;
+	}
 	if (p->cur.conf == NULL) {
 		cfg_error(p, "key '%s' before any [section]", name);
 		return 1;
