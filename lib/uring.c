@@ -2,12 +2,15 @@
  * uring.c - the io_uring engine (see uring.h).
  *
  * Every request context has one owner at a time: the submitting worker
- * until io_uring_submit() returns, then the completion thread, which
- * frees it in uring_finish() and nowhere else. A synchronous waiter
+ * until uring_handoff(), then the engine thread, which frees it in
+ * uring_finish() and nowhere else. A synchronous waiter
  * (buffered write) owns its context again once its semaphore is posted.
  */
 #include <errno.h>
+#include <poll.h>
 #include <semaphore.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,28 +76,25 @@ uring_req_put(struct vc_uring *u, struct uring_req *req)
 	pthread_mutex_unlock(&u->lock);
 }
 
-/* Prepare and submit the rest of req. Returns 0 or -errno (not submitted). */
+/*
+ * Prepare the rest of req on the ring; engine thread only. The backing
+ * descriptor is read under fdlock, which stays held until the batch is
+ * submitted (uring_flush), because the kernel resolves it during submit:
+ * after that a descriptor swap cannot pull it from under the request.
+ * Returns 0 or -EBUSY when the ring is full even after a submit.
+ */
 static int
-uring_submit(struct uring_req *req)
+uring_prep(struct uring_req *req)
 {
 	struct vc_uring *u = req->u;
-	struct io_uring_sqe *sqe;
-	int r;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
-	pthread_mutex_lock(&u->sq_lock);
-	sqe = io_uring_get_sqe(&u->ring);
 	if (sqe == NULL) {
 		io_uring_submit(&u->ring);	/* make room */
 		sqe = io_uring_get_sqe(&u->ring);
+		if (sqe == NULL)
+			return -EBUSY;
 	}
-	if (sqe == NULL) {
-		pthread_mutex_unlock(&u->sq_lock);
-		return -EBUSY;
-	}
-	/*
-	 * The descriptor is read under fdlock and resolved by the kernel
-	 * during submit, so a later swap cannot pull it from under us.
-	 */
 	pthread_rwlock_rdlock(&req->img->fdlock);
 	switch (req->op) {
 	case VC_OP_READ:
@@ -113,11 +113,35 @@ uring_submit(struct uring_req *req)
 		break;
 	}
 	io_uring_sqe_set_data(sqe, req);
-	r = io_uring_submit(&u->ring);
-	pthread_rwlock_unlock(&req->img->fdlock);
-	pthread_mutex_unlock(&u->sq_lock);
-	return r < 0 ? r : 0;
+	/* Submitted at the end of this batch; unlocked there. */
+	req->next_free = NULL;
+	return 0;
 }
+
+/* Hand req to the engine thread (any thread). */
+static void
+uring_handoff(struct uring_req *req)
+{
+	struct vc_uring *u = req->u;
+	bool kick;
+
+	req->next_free = NULL;
+	pthread_mutex_lock(&u->lock);
+	if (u->queue_tail != NULL)
+		((struct uring_req *)u->queue_tail)->next_free = req;
+	else
+		u->queue = req;
+	u->queue_tail = req;
+	/* Only a sleeping engine needs the system call. */
+	kick = u->sleeping && !u->kicked;
+	if (kick)
+		u->kicked = true;
+	pthread_mutex_unlock(&u->lock);
+	if (kick)
+		eventfd_write(u->efd, 1);
+}
+
+static void uring_resubmit(struct uring_req *req);
 
 /* The one place a request ends. */
 static void
@@ -157,9 +181,7 @@ static void
 uring_complete(struct uring_req *req, int res)
 {
 	if (res == -EAGAIN || res == -EINTR) {
-		res = uring_submit(req);
-		if (res < 0)
-			uring_finish(req, res);
+		uring_resubmit(req);
 		return;
 	}
 	if (res < 0) {
@@ -189,35 +211,161 @@ uring_complete(struct uring_req *req, int res)
 		uring_finish(req, 0);
 		return;
 	}
-	res = uring_submit(req);		/* the short remainder */
-	if (res < 0)
-		uring_finish(req, res);
+	uring_resubmit(req);			/* the short remainder */
+}
+
+/* Requests prepared in this round, whose fdlock is held until submit.
+ * Used by the engine thread only (there is one engine per daemon). */
+static struct uring_req *uring_batch[VC_URING_ENTRIES * 2];
+static unsigned uring_nbatch;
+
+/* Prepare req again (engine thread), remembering it for uring_flush. */
+static void
+uring_resubmit(struct uring_req *req)
+{
+	if (uring_nbatch == sizeof(uring_batch) / sizeof(uring_batch[0]) ||
+	    uring_prep(req) < 0) {
+		uring_finish(req, -EBUSY);
+		return;
+	}
+	uring_batch[uring_nbatch++] = req;
+}
+
+/* Submit what was prepared and release the descriptors' fdlocks. */
+static void
+uring_flush(struct vc_uring *u, bool wait)
+{
+	int r;
+
+	do {
+		r = wait ? io_uring_submit_and_wait(&u->ring, 1) :
+		    io_uring_submit(&u->ring);
+	} while (r == -EINTR);
+	if (r < 0 && r != -ETIME && r != -EBUSY) {
+		static unsigned warned;
+
+		if (warned++ < 10)
+			log_warnc(r, "io_uring_submit");
+	}
+	for (unsigned i = 0; i < uring_nbatch; i++)
+		pthread_rwlock_unlock(&uring_batch[i]->img->fdlock);
+	uring_nbatch = 0;
+}
+
+/* Arm (again) the multishot poll on the wake-up eventfd. */
+static void
+uring_arm_efd(struct vc_uring *u)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+	if (sqe == NULL) {
+		io_uring_submit(&u->ring);
+		sqe = io_uring_get_sqe(&u->ring);
+	}
+	if (sqe == NULL)
+		return;
+	io_uring_prep_poll_multishot(sqe, u->efd, POLLIN);
+	io_uring_sqe_set_data(sqe, &u->efd);
+}
+
+static void
+uring_main(struct vc_uring *u)
+{
+	bool stop = false;
+
+	uring_arm_efd(u);
+	while (!stop) {
+		struct io_uring_cqe *cqe;
+		struct uring_req *q;
+		unsigned head, seen = 0;
+		bool wait;
+
+		pthread_mutex_lock(&u->lock);
+		q = u->queue;
+		u->queue = u->queue_tail = NULL;
+		/* Sleep only with nothing to do; workers kick us then. */
+		wait = q == NULL && io_uring_cq_ready(&u->ring) == 0;
+		u->sleeping = wait;
+		if (!wait)
+			u->kicked = false;
+		stop = u->stopping && u->inflight == 0 && q == NULL;
+		pthread_mutex_unlock(&u->lock);
+		if (stop)
+			break;
+
+		while (q != NULL) {
+			struct uring_req *next = q->next_free;
+
+			uring_resubmit(q);
+			q = next;
+		}
+		uring_flush(u, wait);
+		if (wait) {
+			pthread_mutex_lock(&u->lock);
+			u->sleeping = false;
+			u->kicked = false;
+			pthread_mutex_unlock(&u->lock);
+		}
+
+		io_uring_for_each_cqe(&u->ring, head, cqe) {
+			void *data = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+			unsigned flags = cqe->flags;
+
+			seen++;
+			if (data == &u->efd) {
+				eventfd_t v;
+
+				eventfd_read(u->efd, &v);
+				if (!(flags & IORING_CQE_F_MORE))
+					uring_arm_efd(u);
+				continue;
+			}
+			if (data != NULL)
+				uring_complete(data, res);
+		}
+		io_uring_cq_advance(&u->ring, seen);
+	}
+}
+
+/*
+ * Create the ring in the engine thread itself: with SINGLE_ISSUER the
+ * creating task is the only one allowed to submit. Returns 0 or -errno.
+ */
+static int
+uring_setup(struct vc_uring *u)
+{
+	struct io_uring_params p;
+	int r;
+
+	/* 6.1+: completions run only when the engine thread asks for them. */
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	r = io_uring_queue_init_params(VC_URING_ENTRIES, &u->ring, &p);
+	if (r == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		r = io_uring_queue_init_params(VC_URING_ENTRIES, &u->ring, &p);
+	}
+	if (r == 0)
+		u->ring_flags = p.flags;
+	return r;
 }
 
 static void *
-uring_main(void *arg)
+uring_thread(void *arg)
 {
 	struct vc_uring *u = arg;
+	int r = uring_setup(u);
 
-	for (;;) {
-		struct io_uring_cqe *cqe;
-		struct uring_req *req;
-		int r = io_uring_wait_cqe(&u->ring, &cqe);
-		int res;
-
-		if (r == -EINTR)
-			continue;
-		if (r < 0) {
-			log_warnc(r, "io_uring_wait_cqe");
-			continue;
-		}
-		req = io_uring_cqe_get_data(cqe);
-		res = cqe->res;
-		io_uring_cqe_seen(&u->ring, cqe);
-		if (req == NULL)
-			break;		/* the stop NOP from uring_exit() */
-		uring_complete(req, res);
-	}
+	pthread_mutex_lock(&u->lock);
+	u->setup_result = r;
+	u->setup_done = true;
+	pthread_cond_broadcast(&u->idle);
+	pthread_mutex_unlock(&u->lock);
+	if (r < 0)
+		return NULL;
+	uring_main(u);
+	io_uring_queue_exit(&u->ring);
 	return NULL;
 }
 
@@ -227,31 +375,41 @@ uring_init(struct vc_uring *u)
 	int r;
 
 	memset(u, 0, sizeof(*u));
-	r = io_uring_queue_init(VC_URING_ENTRIES, &u->ring, 0);
-	if (r < 0)
-		return r;
+	u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (u->efd == -1)
+		return -errno;
 	r = bufpool_init(&u->pool, VC_IO_MAX + 2 * VC_IO_MAXALIGN,
 	    VC_URING_BUFFERS, VC_IO_MAXALIGN);
 	if (r < 0) {
-		io_uring_queue_exit(&u->ring);
+		close(u->efd);
 		return r;
 	}
-	pthread_mutex_init(&u->sq_lock, NULL);
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->idle, NULL);
-	r = pthread_create(&u->cq_thread, NULL, uring_main, u);
-	if (r != 0) {
-		bufpool_exit(&u->pool);
-		io_uring_queue_exit(&u->ring);
-		return -r;
+	r = pthread_create(&u->thread, NULL, uring_thread, u);
+	if (r == 0) {
+		pthread_mutex_lock(&u->lock);
+		while (!u->setup_done)
+			pthread_cond_wait(&u->idle, &u->lock);
+		r = u->setup_result;
+		pthread_mutex_unlock(&u->lock);
+		if (r < 0)
+			pthread_join(u->thread, NULL);
+	} else {
+		r = -r;
 	}
-	return 0;
+	if (r < 0) {
+		pthread_cond_destroy(&u->idle);
+		pthread_mutex_destroy(&u->lock);
+		bufpool_exit(&u->pool);
+		close(u->efd);
+	}
+	return r;
 }
 
 void
 uring_exit(struct vc_uring *u)
 {
-	struct io_uring_sqe *sqe;
 	struct uring_req *req;
 
 	pthread_mutex_lock(&u->lock);
@@ -259,19 +417,8 @@ uring_exit(struct vc_uring *u)
 	while (u->inflight > 0)
 		pthread_cond_wait(&u->idle, &u->lock);
 	pthread_mutex_unlock(&u->lock);
-
-	pthread_mutex_lock(&u->sq_lock);
-	sqe = io_uring_get_sqe(&u->ring);
-	if (sqe != NULL) {
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data(sqe, NULL);
-		io_uring_submit(&u->ring);
-	}
-	pthread_mutex_unlock(&u->sq_lock);
-	if (sqe != NULL)
-		pthread_join(u->cq_thread, NULL);
-	else
-		pthread_cancel(u->cq_thread);
+	eventfd_write(u->efd, 1);	/* the engine sees stopping and leaves */
+	pthread_join(u->thread, NULL);
 
 	while ((req = u->ctx_free) != NULL) {
 		u->ctx_free = req->next_free;
@@ -279,20 +426,16 @@ uring_exit(struct vc_uring *u)
 		free(req);
 	}
 	bufpool_exit(&u->pool);
-	io_uring_queue_exit(&u->ring);
+	close(u->efd);
 	pthread_cond_destroy(&u->idle);
 	pthread_mutex_destroy(&u->lock);
-	pthread_mutex_destroy(&u->sq_lock);
 }
 
-/* Start req; on failure to submit, it ends here with the error. */
+/* Start req: from here the engine thread owns it. */
 static void
 uring_start(struct uring_req *req)
 {
-	int r = uring_submit(req);
-
-	if (r < 0)
-		uring_complete(req, r == -EAGAIN ? -EIO : r);
+	uring_handoff(req);
 }
 
 static struct uring_req *

@@ -1,13 +1,16 @@
 /*
  * uring.h - the io_uring engine (aio=native and aio=io_uring).
  *
- * One ring shared by all worker threads, submissions under a mutex, and
- * one completion thread that finishes each request and calls its done
- * callback, which sends the FUSE reply. Workers never wait on the disk
- * for reads, O_DIRECT writes and flushes. Buffered writes are submitted
- * and waited for in the worker: their payload lives in libfuse's receive
- * buffer, and waiting costs a page-cache copy, while going asynchronous
- * would cost a copy of every byte.
+ * One ring, owned by one engine thread that alone submits and reaps
+ * (IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them).
+ * Worker threads hand requests over through a queue and go back to the
+ * kernel for the next FUSE request; the engine thread prepares them in
+ * batches, and finishes each completion by calling its done callback,
+ * which sends the FUSE reply. With one issuer, I/O completions run in
+ * the thread that waits for them, instead of waking a worker out of its
+ * read of /dev/fuse first. Buffered writes are handed over and waited
+ * for: their payload lives in libfuse's receive buffer, and waiting costs
+ * less than copying every byte.
  */
 #ifndef VC_URING_H
 #define VC_URING_H
@@ -24,15 +27,21 @@
 #define VC_URING_BUFFERS	128	/* per size class */
 
 struct vc_uring {
-	struct io_uring ring;
-	pthread_mutex_t sq_lock;	/* serialises SQE prep and submit */
-	pthread_t cq_thread;
+	struct io_uring ring;		/* used by the engine thread only */
+	pthread_t thread;
+	int efd;			/* eventfd: wakes the engine thread */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;		/* signalled when inflight drops to 0 */
 	unsigned inflight;		/* protected by lock */
 	bool stopping;			/* protected by lock */
-	struct vc_bufpool pool;
+	bool sleeping;			/* engine waits in the kernel; protected by lock */
+	bool kicked;			/* efd written since it slept; protected by lock */
+	void *queue, *queue_tail;	/* handed-over requests; protected by lock */
 	void *ctx_free;			/* request contexts for reuse; protected by lock */
+	struct vc_bufpool pool;
+	unsigned ring_flags;		/* setup flags the kernel accepted */
+	int setup_result;		/* protected by lock */
+	bool setup_done;		/* protected by lock */
 };
 
 /* Set up the ring and its completion thread. Returns 0 or -errno
