@@ -110,7 +110,8 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 	o->config = VC_CONFIG_DEFAULT_PATH;
 	o->threads = VC_THREADS_DEFAULT;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+c:fdo:Vh", vc_longopts, NULL)) != -1) {
+	/* GNU getopt permutes, so "SRC MNT -o opts" (mount.fuse3) works too. */
+	while ((c = getopt_long(argc, argv, ":c:fdo:Vh", vc_longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			o->config = optarg;
@@ -157,7 +158,7 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 			    argv[optind - 1]);
 			return -1;
 		default:
-			if (optopt)
+			if (optopt > 0 && optopt < 256)
 				log_warnx("unknown option -%c (see --help)", optopt);
 			else
 				log_warnx("unknown option %s (see --help)",
