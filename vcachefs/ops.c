@@ -271,9 +271,15 @@ static void
 vc_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     dev_t rdev)
 {
-	int err = mknodat(vc_inode(req, parent)->fd, name, mode, rdev) == -1 ?
-	    -errno : 0;
+	struct vc_image_conf conf;
+	int err = 0;
 
+	/* A regular file made by mknod is an image like one made by create. */
+	if (S_ISREG(mode) && registry_conf(&vc_fs(req)->registry,
+	    vc_inode(req, parent), name, &conf) == 0 && conf.readonly)
+		err = -EROFS;
+	if (err == 0 && mknodat(vc_inode(req, parent)->fd, name, mode, rdev) == -1)
+		err = -errno;
 	vc_reply_new(req, parent, name, err);
 }
 

@@ -3,14 +3,15 @@
 # the visible native->threads fallback.
 
 load helper
+load modes_helper
 
 setup() {
-	vc_setup
+	mh_setup
 	VC_CONF=$VC_TMP/vcachefs.conf
 }
 
 teardown() {
-	vc_teardown
+	mh_teardown
 }
 
 conf() {	# conf CACHE AIO
@@ -78,11 +79,11 @@ verify_engine() {	# CACHE AIO
 	conf "$1" "$2"
 	vc_mount -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
 	run fio --name=a --filename="$VC_MNT/a.img" --size=16M --bs=64k --rw=randwrite \
-		--ioengine=io_uring --iodepth=16 --direct=1 --verify=crc32c \
+		--ioengine=io_uring --iodepth=32 --direct=1 --verify=crc32c \
 		--do_verify=1 --verify_fatal=1 --verify_state_save=0
 	assert_success
 	run fio --name=b --filename="$VC_MNT/b.img" --size=8M --bs=3000 --rw=randwrite \
-		--ioengine=io_uring --iodepth=16 --direct=1 --verify=crc32c \
+		--ioengine=io_uring --iodepth=32 --direct=1 --verify=crc32c \
 		--do_verify=1 --verify_fatal=1 --verify_state_save=0
 	assert_success
 	run fio --name=c --filename="$VC_MNT/c.img" --size=16M --bs=4k --rw=randrw \
@@ -121,4 +122,52 @@ verify_engine() {	# CACHE AIO
 	assert_success
 	run qemu-io -c 'read -P 0x5a 1000 70000' "$VC_SRC/q.qcow2"
 	assert_success
+}
+
+# Durability through the ring: strace cannot see IORING_OP_FSYNC, the
+# loop device's flush counter can. Baseline: the same writes, no fsync.
+check_ring_flushes() {	# CACHE AIO
+	local cache=$1 aio=$2 i f0 f1 f2 base synced
+
+	mh_loop_ext4
+	VC_SRC=$MH_EXT4DIR/src
+	mkdir "$VC_SRC"
+	dd if=/dev/zero of="$VC_SRC/img" bs=1M count=4 conv=fsync status=none
+	mh_mount "$cache" "aio = $aio"
+	f0=$(mh_flushes "$MH_LOOPDEV")
+	for i in $(seq 0 9); do
+		dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 seek=$((i * 4)) \
+		    conv=notrunc status=none
+	done
+	f1=$(mh_flushes "$MH_LOOPDEV")
+	for i in $(seq 0 9); do
+		dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 seek=$((i * 4)) \
+		    conv=notrunc,fsync status=none
+	done
+	f2=$(mh_flushes "$MH_LOOPDEV")
+	base=$((f1 - f0))
+	synced=$((f2 - f1))
+	if [ "$cache" = unsafe ]; then
+		(( synced <= base )) ||
+		    fail "cache=unsafe aio=$aio: 10 fsyncs made $synced device flushes (baseline $base)"
+	else
+		(( synced >= base + 10 )) ||
+		    fail "cache=$cache aio=$aio: 10 fsyncs made $synced device flushes (baseline $base), want >= baseline + 10"
+	fi
+}
+
+@test "loop flushes through the ring: writeback + io_uring" { check_ring_flushes writeback io_uring; }
+@test "loop flushes through the ring: none + native" { check_ring_flushes none native; }
+@test "loop flushes through the ring: directsync + native" { check_ring_flushes directsync native; }
+@test "loop flushes through the ring: unsafe + io_uring drops them" { check_ring_flushes unsafe io_uring; }
+
+@test "io_uring engine: guest fsync goes through the ring, not fdatasync(2)" {
+	export ASAN_OPTIONS=detect_leaks=0	# LeakSanitizer cannot run under ptrace
+	mh_mount writeback "aio = io_uring"
+	dd if=/dev/zero of="$VC_MNT/img" bs=64k count=4 status=none
+	mh_strace_start "$VC_TMP/strace.log" fsync,fdatasync,io_uring_enter
+	dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 conv=notrunc,fsync status=none
+	mh_strace_stop
+	grep -q io_uring_enter "$VC_TMP/strace.log"
+	! grep -qE '(^|[^_])f(data)?sync\(' "$VC_TMP/strace.log"
 }

@@ -83,6 +83,11 @@ vc_check_log() {
 	fi
 }
 
+# PIDs get reused fast here: only signal a process that is still ours.
+vc_is_daemon() {	# PID
+	tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q vcachefs
+}
+
 vc_teardown() {
 	local m p rc=0
 	for m in "${VC_MOUNTS[@]}"; do
@@ -91,8 +96,9 @@ vc_teardown() {
 		fi
 	done
 	for p in "${VC_PIDS[@]}"; do
-		if kill -0 "$p" 2>/dev/null; then
-			vc_wait_exit "$p" 5 >/dev/null 2>&1 || kill -9 "$p" 2>/dev/null || true
+		if vc_is_daemon "$p"; then
+			vc_wait_exit "$p" 5 >/dev/null 2>&1 ||
+				{ vc_is_daemon "$p" && kill -9 "$p" 2>/dev/null; } || true
 		fi
 	done
 	vc_check_log || rc=1

@@ -22,9 +22,9 @@ teardown() {
 	vc_teardown
 	local rc=$?
 	for p in "${DAEMONS[@]}"; do
-		if kill -0 "$p" 2>/dev/null; then
+		if vc_is_daemon "$p"; then
 			kill -TERM "$p" 2>/dev/null || true
-			gone "$p" 5 || kill -9 "$p" 2>/dev/null || true
+			gone "$p" 5 || { vc_is_daemon "$p" && kill -9 "$p" 2>/dev/null; } || true
 		fi
 	done
 	return $rc
