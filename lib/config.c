@@ -31,6 +31,7 @@
 /* inih keeps a section name in char[50] (MAX_SECTION in ini.c). */
 #define CFG_MAX_SECTION	49
 #define CFG_GLOBAL	"global"
+#define CFG_FORMAT_PREFIX "format:"
 
 /* The defaults, named once; applied when a config object is created. */
 static const struct vc_image_conf cfg_default_conf = {
@@ -80,6 +81,38 @@ cfg_bool_names(void)
 	return "yes, no, true, false, on, off, 1, 0";
 }
 
+static const char *const cfg_formats[] = {
+	[VC_FORMAT_AUTO] = "auto",
+	[VC_FORMAT_RAW] = "raw",
+	[VC_FORMAT_QCOW2] = "qcow2",
+};
+
+const char *
+cfg_format_name(enum vc_format format)
+{
+	if ((unsigned)format >= sizeof(cfg_formats) / sizeof(cfg_formats[0]))
+		format = VC_FORMAT_AUTO;
+	return cfg_formats[format];
+}
+
+static int
+cfg_parse_format(const char *value, void *field)
+{
+	for (size_t i = 0; i < sizeof(cfg_formats) / sizeof(cfg_formats[0]); i++) {
+		if (strcmp(value, cfg_formats[i]) == 0) {
+			*(enum vc_format *)field = (enum vc_format)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static const char *
+cfg_format_names(void)
+{
+	return "auto, raw, qcow2";
+}
+
 /* One row per key: where it lives in vc_image_conf and how to parse it. */
 struct cfg_key {
 	const char *name;
@@ -100,6 +133,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "unknown engine", policy_aio_names },
 	{ "readonly", VC_KEY_READONLY, CFG_FIELD(readonly), cfg_parse_bool,
 	    "not a boolean", cfg_bool_names },
+	{ "format", VC_KEY_FORMAT, CFG_FIELD(format), cfg_parse_format,
+	    "unknown format", cfg_format_names },
 };
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -225,7 +260,7 @@ cfg_handler(void *user, const char *section, const char *name,
 {
 	struct cfg_parser *p = user;
 	const struct cfg_key *k;
-	char names[64];
+	char names[96];
 	size_t i;
 
 	if (*name == '\0') {
@@ -341,7 +376,11 @@ cfg_add_rule(struct cfg_parser *p, const char *name)
 	r->pattern = strdup(name);
 	if (r->pattern == NULL)
 		return -ENOMEM;
-	r->is_glob = strpbrk(name, "*?") != NULL;
+	r->is_format = strncmp(name, CFG_FORMAT_PREFIX,
+	    strlen(CFG_FORMAT_PREFIX)) == 0;
+	if (r->is_format)
+		cfg_parse_format(name + strlen(CFG_FORMAT_PREFIX), &r->format);
+	r->is_glob = !r->is_format && strpbrk(name, "*?") != NULL;
 	r->line = p->lineno;
 	cfg->nrules++;
 	/* Stays valid while current: rules only grow at the next header. */
@@ -373,9 +412,18 @@ cfg_check_name(struct cfg_parser *p, const char *name, char *msg, size_t len)
 		    name, p->global_line);
 		return msg;
 	}
-	why = cfg_check_relpath(name);
-	if (why != NULL)
-		return why;
+	if (strncmp(name, CFG_FORMAT_PREFIX, strlen(CFG_FORMAT_PREFIX)) == 0) {
+		enum vc_format f;
+
+		if (cfg_parse_format(name + strlen(CFG_FORMAT_PREFIX), &f) < 0 ||
+		    f == VC_FORMAT_AUTO)
+			return "unknown format section (expected [format:raw] or "
+			    "[format:qcow2])";
+	} else {
+		why = cfg_check_relpath(name);
+		if (why != NULL)
+			return why;
+	}
 	dup = cfg_find_rule(p->cfg, name);
 	if (dup != NULL) {
 		snprintf(msg, len, "duplicate section [%s] (first at line %d)",
@@ -604,15 +652,14 @@ cfg_load(const char *path, bool must_exist, struct vc_config **cfgp)
 	return 0;
 }
 
-/* The rule for relpath, or NULL for [global]. */
-static const struct vc_rule *
-cfg_match(const struct vc_config *cfg, const char *relpath)
+const struct vc_rule *
+cfg_name_rule(const struct vc_config *cfg, const char *relpath)
 {
 	/* No name (an unlinked file): even [*] must not claim it. */
 	if (relpath[0] == '\0')
 		return NULL;
 	for (size_t i = 0; i < cfg->nrules; i++)
-		if (!cfg->rules[i].is_glob &&
+		if (!cfg->rules[i].is_glob && !cfg->rules[i].is_format &&
 		    strcmp(cfg->rules[i].pattern, relpath) == 0)
 			return &cfg->rules[i];
 	/* '*' stays within one component and skips dot files, like sh. */
@@ -623,11 +670,20 @@ cfg_match(const struct vc_config *cfg, const char *relpath)
 	return NULL;
 }
 
+const struct vc_rule *
+cfg_format_rule(const struct vc_config *cfg, enum vc_format format)
+{
+	for (size_t i = 0; i < cfg->nrules; i++)
+		if (cfg->rules[i].is_format && cfg->rules[i].format == format)
+			return &cfg->rules[i];
+	return NULL;
+}
+
 void
 cfg_lookup(const struct vc_config *cfg, const char *relpath,
     struct vc_image_conf *out, const struct vc_rule **rule)
 {
-	const struct vc_rule *r = cfg_match(cfg, relpath);
+	const struct vc_rule *r = cfg_name_rule(cfg, relpath);
 
 	*out = r != NULL ? r->conf : cfg->global;
 	if (rule != NULL)

@@ -13,17 +13,31 @@
 
 #define VC_CONFIG_DEFAULT_PATH "/etc/vcachefs.conf"
 
+/*
+ * How an image's format is found. auto: only *.qcow2 and *.qcow names are
+ * probed for a qcow header; raw: never probed; qcow2: always probed. A raw
+ * image is never promoted because of its content: its guest owns it.
+ */
+enum vc_format {
+	VC_FORMAT_AUTO = 0,
+	VC_FORMAT_RAW,
+	VC_FORMAT_QCOW2,
+};
+
 /* What the config decides for one image. */
 struct vc_image_conf {
 	enum vc_cache_mode cache;
 	enum vc_aio_mode aio;
 	bool readonly;
+	enum vc_format format;
 };
 
 /* One [section] other than [global], in file order. */
 struct vc_rule {
 	char *pattern;		/* path relative to the mount root, or a glob */
 	bool is_glob;		/* pattern holds * or ? */
+	bool is_format;		/* [format:raw] or [format:qcow2]: matches no path */
+	enum vc_format format;	/* which, for a format section */
 	int line;		/* line of the [section] header */
 	unsigned set;		/* VC_KEY_* bits of the keys the section sets */
 	struct vc_image_conf conf; /* keys it leaves out hold [global]'s */
@@ -32,6 +46,7 @@ struct vc_rule {
 #define VC_KEY_CACHE	(1u << 0)
 #define VC_KEY_AIO	(1u << 1)
 #define VC_KEY_READONLY	(1u << 2)
+#define VC_KEY_FORMAT	(1u << 3)
 
 struct vc_config {
 	char *path;		/* NULL when built-in defaults are used */
@@ -60,5 +75,16 @@ int cfg_defaults(struct vc_config **cfgp);
  */
 void cfg_lookup(const struct vc_config *cfg, const char *relpath,
     struct vc_image_conf *out, const struct vc_rule **rule);
+
+/* The [format:raw] or [format:qcow2] section, or NULL. */
+const struct vc_rule *cfg_format_rule(const struct vc_config *cfg,
+    enum vc_format format);
+
+/* Whether an exact name or a glob section names relpath (not [global],
+ * not a format section). */
+const struct vc_rule *cfg_name_rule(const struct vc_config *cfg,
+    const char *relpath);
+
+const char *cfg_format_name(enum vc_format format);
 
 #endif

@@ -140,6 +140,7 @@ static const struct {
 } test_bad[] = {
 	{ "unknown-mode", NULL, -EINVAL },
 	{ "unknown-aio", NULL, -EINVAL },
+	{ "unknown-format", NULL, -EINVAL },
 	{ "unknown-key", NULL, -EINVAL },
 	{ "bad-boolean", NULL, -EINVAL },
 	{ "missing-value", NULL, -EINVAL },
@@ -275,7 +276,7 @@ test_good_config(const char *conf, const struct test_expect *e, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		struct vc_image_conf c = { VC_CACHE_NMODES, VC_AIO_NMODES,
-		    true };
+		    true, VC_FORMAT_AUTO };
 		const struct vc_rule *rule = (const struct vc_rule *)&c;
 		bool from_ok;
 
