@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "checkconf.h"
+#include "resolve.h"
 #include "config.h"
 #include "log.h"
 #include "policy.h"
@@ -126,25 +127,50 @@ checkconf_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * One image: its settings and what chose them, then what probing found:
+ * format, virtual size and backing chain, and any warning.
+ */
 static void
-checkconf_line(const struct vc_config *cfg, const char *rel, FILE *out)
+checkconf_line(const struct vc_config *cfg, struct vc_resolver *rs,
+    const char *rel, FILE *out)
 {
-	struct vc_image_conf c;
+	struct vc_decision *d = calloc(1, sizeof(*d));
 	const struct vc_rule *rule;
 	enum vc_aio_mode aio;
 	bool fellback;
 
-	cfg_lookup(cfg, rel, &c, &rule);
-	aio = policy_effective_aio(c.cache, c.aio, &fellback);
-	fprintf(out, "%s: cache=%s aio=%s%s readonly=%s (from [%s])\n", rel,
-	    policy_get(c.cache)->name, policy_aio_name(aio),
+	if (d == NULL)
+		return;
+	if (rs != NULL) {
+		resolve_image(rs, rel, d);
+	} else {
+		cfg_lookup(cfg, rel, &d->conf, &rule);
+		snprintf(d->rule, sizeof(d->rule), "[%s]",
+		    rule != NULL ? rule->pattern : "global");
+	}
+	aio = policy_effective_aio(d->conf.cache, d->conf.aio, &fellback);
+	fprintf(out, "%s: cache=%s aio=%s%s readonly=%s (from %s)\n", rel,
+	    policy_get(d->conf.cache)->name, policy_aio_name(aio),
 	    fellback ? " (native needs O_DIRECT: cache=none or directsync)" :
-	    "", c.readonly ? "yes" : "no",
-	    rule != NULL ? rule->pattern : "global");
+	    "", d->conf.readonly ? "yes" : "no", d->rule);
+	if (d->probed) {
+		fprintf(out, "    format=%s", qcow2_format_name(d->probe.format));
+		if (d->probe.format != QCOW2_FORMAT_RAW)
+			fprintf(out, " virtual-size=%llu chain: %s",
+			    (unsigned long long)d->probe.virtual_size, d->chain);
+		fprintf(out, "\n");
+	}
+	if (d->probe.warning[0] != '\0')
+		fprintf(out, "    warning: %s\n", d->probe.warning);
+	if (d->note[0] != '\0')
+		fprintf(out, "    note: %s\n", d->note);
+	free(d);
 }
 
 int
-checkconf_print(const struct vc_config *cfg, int srcfd, const char *srcname,
+checkconf_print(const struct vc_config *cfg, struct vc_resolver *rs,
+    int srcfd, const char *srcname,
     FILE *out)
 {
 	struct checkconf_walk w = { .srcname = srcname };
@@ -162,7 +188,7 @@ checkconf_print(const struct vc_config *cfg, int srcfd, const char *srcname,
 	if (err == 0) {
 		qsort(w.paths, w.npaths, sizeof(*w.paths), checkconf_cmp);
 		for (size_t i = 0; i < w.npaths; i++)
-			checkconf_line(cfg, w.paths[i], out);
+			checkconf_line(cfg, rs, w.paths[i], out);
 	} else {
 		log_warnc(err, "%s", srcname);
 	}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 struct vc_config;
+struct vc_resolver;
 
 /*
  * Print to out "CONFIG: configuration OK" (CONFIG is cfg->path, or
@@ -22,7 +23,7 @@ struct vc_config;
  * names it in messages. A directory that cannot be read is logged with
  * log_warnc() and skipped. Returns 0, or the first -errno met.
  */
-int checkconf_print(const struct vc_config *cfg, int srcfd,
-    const char *srcname, FILE *out);
+int checkconf_print(const struct vc_config *cfg, struct vc_resolver *rs,
+    int srcfd, const char *srcname, FILE *out);
 
 #endif

@@ -12,6 +12,7 @@
 #include "image.h"
 #include "io.h"
 #include "log.h"
+#include "resolve.h"
 
 static void image_free(struct vc_image *img);
 
@@ -38,6 +39,48 @@ registry_exit(struct vc_registry *r)
 	}
 	r->nopen = 0;
 	pthread_mutex_destroy(&r->lock);
+}
+
+/* The open images, for downward inheritance. Called with r->lock held. */
+static void
+registry_walk_open(void *walk_arg, vc_open_visit fn, void *fn_arg)
+{
+	struct vc_registry *r = walk_arg;
+
+	for (struct vc_image *img = r->open; img != NULL; img = img->next_open)
+		fn(img->relpath, img->conf.cache, fn_arg);
+}
+
+void
+registry_set_resolver(struct vc_registry *r, struct vc_resolver *rs)
+{
+	r->resolver = rs;
+	rs->open_walk = registry_walk_open;
+	rs->open_arg = r;
+}
+
+/*
+ * The settings for relpath: with a resolver, names then chains; else
+ * names only. rule gets what chose them. Called with r->lock held.
+ */
+static void
+registry_decide(struct vc_registry *r, const char *relpath,
+    struct vc_image_conf *conf, char *rule, size_t len)
+{
+	const struct vc_rule *named;
+	struct vc_decision *d;
+
+	if (r->resolver != NULL && (d = malloc(sizeof(*d))) != NULL) {
+		resolve_image(r->resolver, relpath, d);
+		*conf = d->conf;
+		snprintf(rule, len, "%s", d->rule);
+		if (d->note[0] != '\0')
+			log_warnx("%s", d->note);
+		free(d);
+		return;
+	}
+	cfg_lookup(r->cfg, relpath, conf, &named);
+	snprintf(rule, len, "[%s]", named != NULL ? named->pattern : "global");
 }
 
 bool
@@ -88,8 +131,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
     struct vc_image **out)
 {
 	struct vc_image *img;
-	char rel[PATH_MAX];
-	const struct vc_rule *rule;
+	char rel[PATH_MAX], rule[PATH_MAX + 64];
 	bool fellback;
 	int fd, err;
 
@@ -116,7 +158,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 		image_free(img);
 		return -ENOMEM;
 	}
-	cfg_lookup(r->cfg, err < 0 ? "" : rel, &img->conf, &rule);
+	registry_decide(r, err < 0 ? "" : rel, &img->conf, rule, sizeof(rule));
 	img->policy = policy_get(img->conf.cache);
 	img->aio = policy_effective_aio(img->conf.cache, img->conf.aio,
 	    &fellback);
@@ -157,10 +199,12 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 			return -EINVAL;
 		}
 	}
-	log_debug("%s: opened cache=%s aio=%s readonly=%s (from [%s])",
+	/* Probing went through the page cache; O_DIRECT images keep none. */
+	if (img->policy->o_direct && r->resolver != NULL && err == 0)
+		resolve_drop_cache(r->resolver, rel);
+	log_debug("%s: opened cache=%s aio=%s readonly=%s (from %s)",
 	    img->relpath, img->policy->name, policy_aio_name(img->aio),
-	    img->conf.readonly ? "yes" : "no",
-	    rule != NULL ? rule->pattern : "global");
+	    img->conf.readonly ? "yes" : "no", rule);
 	*out = img;
 	return 0;
 }
@@ -181,6 +225,36 @@ image_upgrade(struct vc_image *img)
 	return 0;
 }
 
+struct registry_recheck {
+	struct vc_registry *r;
+	const struct vc_image *overlay;
+};
+
+/*
+ * A new overlay may change what an open base below it should get. Modes
+ * stay fixed while open, so say so. Called with r->lock held.
+ */
+static void
+registry_recheck_base(const char *below, void *arg)
+{
+	struct registry_recheck *rc = arg;
+	struct vc_image_conf conf;
+	char rule[PATH_MAX + 64];
+
+	for (struct vc_image *img = rc->r->open; img != NULL;
+	    img = img->next_open) {
+		if (strcmp(img->relpath, below) != 0)
+			continue;
+		registry_decide(rc->r, below, &conf, rule, sizeof(rule));
+		if (conf.cache != img->conf.cache)
+			log_info("%s: open with cache=%s; with %s open it would "
+			    "get cache=%s (%s) from its next open on",
+			    below, img->policy->name, rc->overlay->relpath,
+			    policy_get(conf.cache)->name, rule);
+		return;
+	}
+}
+
 int
 image_open(struct vc_registry *r, struct vc_inode *inode, int flags,
     struct vc_image **out)
@@ -199,6 +273,12 @@ image_open(struct vc_registry *r, struct vc_inode *inode, int flags,
 			img->next_open = r->open;
 			r->open = img;
 			r->nopen++;
+			if (r->resolver != NULL) {
+				struct registry_recheck rc = { r, img };
+
+				resolve_foreach_below(r->resolver, img->relpath,
+				    registry_recheck_base, &rc);
+			}
 		}
 	} else if (writable && img->conf.readonly) {
 		err = -EROFS;
@@ -287,6 +367,12 @@ registry_conf(struct vc_registry *r, struct vc_inode *dir, const char *name,
 		    len > 0 ? "/" : "", name) >= (int)(sizeof(rel) - len))
 			return -ENAMETOOLONG;
 	}
-	cfg_lookup(r->cfg, rel, conf, NULL);
+	{
+		char rule[PATH_MAX + 64];
+
+		pthread_mutex_lock(&r->lock);
+		registry_decide(r, rel, conf, rule, sizeof(rule));
+		pthread_mutex_unlock(&r->lock);
+	}
 	return 0;
 }

@@ -23,6 +23,7 @@
 #define VC_RMW_SLOTS 64
 
 struct vc_uring;
+struct vc_resolver;
 
 struct vc_image_stats {		/* updated with relaxed atomics where the I/O happens */
 	uint64_t reads, writes, bytes_read, bytes_written;
@@ -69,6 +70,7 @@ struct vc_registry {
 	pthread_mutex_t lock;
 	struct vc_itable *itable;
 	const struct vc_config *cfg;	/* not owned */
+	struct vc_resolver *resolver;	/* not owned; NULL: names only */
 	struct vc_uring *uring;		/* not owned; NULL: io_uring unavailable */
 	struct vc_image *open;		/* protected by lock */
 	unsigned nopen;			/* protected by lock */
@@ -76,6 +78,8 @@ struct vc_registry {
 
 void registry_init(struct vc_registry *r, struct vc_itable *t,
     const struct vc_config *cfg);
+/* Decide settings with the resolver (chains, probing) from now on. */
+void registry_set_resolver(struct vc_registry *r, struct vc_resolver *rs);
 void registry_exit(struct vc_registry *r);
 
 /*

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "image.h"
 #include "inode.h"
+#include "resolve.h"
 #include "uring.h"
 
 struct vc_fs {
@@ -24,6 +25,8 @@ struct vc_fs {
 	bool chown_new;			/* running as root: give new files to the caller */
 	struct fuse_session *se;
 	struct vc_uring uring;
+	struct vc_resolver resolver;
+	bool resolver_ok;
 	bool uring_ok;			/* uring is set up */
 };
 

@@ -190,6 +190,8 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 static int
 vc_check_config(const struct vc_opts *o, const struct vc_config *cfg)
 {
+	struct vc_resolver rs;
+	char real[PATH_MAX];
 	int fd, r;
 
 	if (o->source == NULL) {
@@ -198,11 +200,18 @@ vc_check_config(const struct vc_opts *o, const struct vc_config *cfg)
 		return 0;
 	}
 	fd = open(o->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1) {
+	if (fd == -1 || realpath(o->source, real) == NULL) {
 		log_warn("source %s", o->source);
+		if (fd != -1)
+			close(fd);
 		return 1;
 	}
-	r = checkconf_print(cfg, fd, o->source, stdout);
+	/* Nothing is mounted: backing names under SOURCE map into it. */
+	r = resolver_init(&rs, cfg, fd, real, real);
+	if (r == 0) {
+		r = checkconf_print(cfg, &rs, fd, o->source, stdout);
+		resolver_exit(&rs);
+	}
 	close(fd);
 	return r < 0 ? 1 : 0;
 }
@@ -400,6 +409,13 @@ main(int argc, char **argv)
 		goto out_cfg;
 	}
 	registry_init(&fs.registry, &fs.itable, fs.cfg);
+	r = resolver_init(&fs.resolver, fs.cfg, fs.itable.root.fd, source, mnt);
+	if (r < 0) {
+		log_warnc(r, "resolver");
+		goto out_fs;
+	}
+	fs.resolver_ok = true;
+	registry_set_resolver(&fs.registry, &fs.resolver);
 	fs.source = source;
 	fs.mountpoint = mnt;
 	fs.timeout = VC_TIMEOUT_DEFAULT;
@@ -427,6 +443,8 @@ out_session:
 out_fs:
 	fuse_opt_free_args(&args);
 	registry_exit(&fs.registry);
+	if (fs.resolver_ok)
+		resolver_exit(&fs.resolver);
 	itable_exit(&fs.itable);
 out_cfg:
 	cfg_free(fs.cfg);

@@ -565,7 +565,7 @@ test_check(const struct vc_config *cfg, const char *dir, char **outp,
 	fflush(stderr);
 	saved = dup(2);
 	dup2(fileno(errf), 2);
-	r = checkconf_print(cfg, fd, "src", out);
+	r = checkconf_print(cfg, NULL, fd, "src", out);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
