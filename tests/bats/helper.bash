@@ -85,7 +85,7 @@ vc_check_log() {
 
 # PIDs get reused fast here: only signal a process that is still ours.
 vc_is_daemon() {	# PID
-	tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q vcachefs
+	tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -q vcachefs
 }
 
 vc_teardown() {
