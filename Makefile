@@ -97,3 +97,22 @@ clean:
 .PHONY: bench
 bench: all
 	@tests/bench.sh
+
+# libFuzzer target for the qcow2 header parser and backing name resolver.
+# Needs clang and its runtime (Debian: clang, libclang-rt-14-dev).
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TIME  ?= 60
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(B)/fuzz/fuzz_qcow2
+
+$(B)/fuzz/fuzz_qcow2: tests/fuzz/fuzz_qcow2.c lib/qcow2.c lib/qcow2.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_qcow2.c lib/qcow2.c
+
+# make fuzz: run for FUZZ_TIME seconds. New inputs go to build/fuzz/corpus;
+# tests/images/bad is only read.
+fuzz: deps $(B)/fuzz/fuzz_qcow2
+	@mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_qcow2 $(B)/fuzz/corpus tests/images/bad -max_len=8192 -max_total_time=$(FUZZ_TIME)

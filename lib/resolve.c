@@ -175,9 +175,10 @@ resolve_backing(struct vc_resolver *rs, const char *relpath,
 	if (qcow2_resolve_backing(relpath, p->backing, rs->mountpoint,
 	    rs->source, out, len, why, sizeof(why)) < 0) {
 		out[0] = '\0';
+		/* why quotes the name with control bytes made printable. */
 		if (note[0] == '\0')
-			resolve_note(note, nlen, "%s: backing file '%s' ignored: %s",
-			    relpath, p->backing, why);
+			resolve_note(note, nlen, "%s: backing file ignored: %s",
+			    relpath, why);
 	}
 }
 
