@@ -29,7 +29,7 @@
 #include "config.h"
 #include "probe.h"
 
-#define VC_CHAIN_MAX	16	/* backing files followed below an image */
+#define VC_CHAIN_MAX	64	/* backing files followed below an image */
 
 /* An image that is open now, for downward inheritance. */
 typedef void (*vc_open_visit)(const char *relpath, enum vc_cache_mode cache,

@@ -3,12 +3,10 @@
  *
  * Every request context has one owner at a time: the submitting worker
  * until uring_handoff(), then the engine thread, which frees it in
- * uring_finish() and nowhere else. A synchronous waiter
- * (buffered write) owns its context again once its semaphore is posted.
+ * uring_finish() and nowhere else.
  */
 #include <errno.h>
 #include <poll.h>
-#include <semaphore.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -31,9 +29,6 @@ struct uring_req {
 	int rwf;
 	bool datasync;
 	bool gated;			/* holds img->sizelock shared */
-	bool waiter;			/* a worker waits on sem */
-	sem_t sem;
-	ssize_t result;			/* for the waiter */
 	vc_io_done cb;
 	void *arg;
 };
@@ -59,7 +54,6 @@ uring_req_get(struct vc_uring *u)
 			pthread_mutex_unlock(&u->lock);
 			return NULL;
 		}
-		sem_init(&req->sem, 0, 0);
 	}
 	req->u = u;
 	return req;
@@ -164,11 +158,6 @@ uring_finish(struct uring_req *req, ssize_t res)
 	if (req->op == VC_OP_WRITE)
 		io_inflight_leave(img);
 	io_account(img, req->op, res);
-	if (req->waiter) {
-		req->result = res;
-		sem_post(&req->sem);	/* the waiter owns req from here */
-		return;
-	}
 	req->cb(req->arg, res, data);
 	if (req->buf != NULL)
 		bufpool_put(&u->pool, req->buf, req->len);
@@ -422,7 +411,6 @@ uring_exit(struct vc_uring *u)
 
 	while ((req = u->ctx_free) != NULL) {
 		u->ctx_free = req->next_free;
-		sem_destroy(&req->sem);
 		free(req);
 	}
 	bufpool_exit(&u->pool);
@@ -455,7 +443,6 @@ uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
 	req->rwf = 0;
 	req->datasync = false;
 	req->gated = false;
-	req->waiter = false;
 	req->cb = cb;
 	req->arg = arg;
 	return req;
@@ -497,42 +484,30 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
     size_t len, off_t off, int rwf, vc_io_done done, void *arg)
 {
 	struct uring_req *req;
-	ssize_t res;
 
-	if (img->policy->o_direct &&
-	    (io_align_down(off, img->dio_align) != off ||
-	    io_align_down((off_t)len, img->dio_align) != (off_t)len))
-		return -EAGAIN;		/* read-modify-write: the sync path */
+	/* Buffered writes, and O_DIRECT ones needing read-modify-write,
+	 * take the synchronous path. */
+	if (!img->policy->o_direct ||
+	    io_align_down(off, img->dio_align) != off ||
+	    io_align_down((off_t)len, img->dio_align) != (off_t)len)
+		return -EAGAIN;
 	req = uring_new(u, img, VC_OP_WRITE, done, arg);
 	if (req == NULL)
 		return -EAGAIN;
 	req->off = off;
 	req->len = req->want = len;
 	req->rwf = rwf;
-	if (img->policy->o_direct) {
-		/* The one copy an O_DIRECT write needs: into aligned memory. */
-		req->buf = bufpool_get(&u->pool, len);
-		if (req->buf == NULL) {
-			uring_req_put(u, req);
-			return -EAGAIN;
-		}
-		memcpy(req->buf, buf, len);
-		gate_shared(&img->sizelock);
-		req->gated = true;
-		io_inflight_enter(img);
-		uring_start(req);
-		return 0;
+	/* The one copy an O_DIRECT write needs: into aligned memory. */
+	req->buf = bufpool_get(&u->pool, len);
+	if (req->buf == NULL) {
+		uring_req_put(u, req);
+		return -EAGAIN;
 	}
-	/* Buffered: wait here, so the payload needs no copy (see uring.h). */
-	req->src = buf;
-	req->waiter = true;
+	memcpy(req->buf, buf, len);
+	gate_shared(&img->sizelock);
+	req->gated = true;
 	io_inflight_enter(img);
 	uring_start(req);
-	while (sem_wait(&req->sem) == -1 && errno == EINTR)
-		;
-	res = req->result;
-	uring_req_put(u, req);
-	done(arg, res, NULL);
 	return 0;
 }
 

@@ -8,9 +8,9 @@
  * batches, and finishes each completion by calling its done callback,
  * which sends the FUSE reply. With one issuer, I/O completions run in
  * the thread that waits for them, instead of waking a worker out of its
- * read of /dev/fuse first. Buffered writes are handed over and waited
- * for: their payload lives in libfuse's receive buffer, and waiting costs
- * less than copying every byte.
+ * read of /dev/fuse first. Buffered writes stay in the worker (see
+ * io_submit_write()); O_DIRECT writes are copied once into an aligned
+ * pool buffer, which they need anyway.
  */
 #ifndef VC_URING_H
 #define VC_URING_H
@@ -52,9 +52,9 @@ void uring_exit(struct vc_uring *u);
 
 /*
  * Submit. Return 0 when the request was taken (done will be called exactly
- * once), or -EAGAIN when the engine cannot take it now (no buffer, or an
- * unaligned O_DIRECT write that needs read-modify-write): the caller then
- * uses the synchronous path.
+ * once), or -EAGAIN when the engine does not take it (no buffer, a
+ * buffered write, or an unaligned O_DIRECT write that needs
+ * read-modify-write): the caller then uses the synchronous path.
  */
 int uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
     vc_io_done done, void *arg);

@@ -103,6 +103,8 @@ verify_engine() {	# CACHE AIO
 	cmp "$VC_SRC/e.img" "$VC_TMP/e.ref"
 }
 
+@test "threads engine: none keeps data intact at queue depth 32" { verify_engine none threads; }
+@test "threads engine: writeback keeps data intact at queue depth 32" { verify_engine writeback threads; }
 @test "io_uring engine: none + native keeps data intact" { verify_engine none native; }
 @test "io_uring engine: directsync + native keeps data intact" { verify_engine directsync native; }
 @test "io_uring engine: writeback + io_uring keeps data intact" { verify_engine writeback io_uring; }
@@ -159,8 +161,10 @@ check_ring_flushes() {	# CACHE AIO
 }
 
 @test "loop flushes through the ring: writeback + io_uring" { check_ring_flushes writeback io_uring; }
-@test "loop flushes through the ring: none + native" { check_ring_flushes none native; }
-@test "loop flushes through the ring: directsync + native" { check_ring_flushes directsync native; }
+@test "loop flushes through the ring: none + io_uring" { check_ring_flushes none io_uring; }
+@test "loop flushes through the ring: directsync + io_uring" { check_ring_flushes directsync io_uring; }
+@test "loop flushes with aio=native (flushed in the worker, as QEMU does): none" { check_ring_flushes none native; }
+@test "loop flushes with aio=native (flushed in the worker, as QEMU does): directsync" { check_ring_flushes directsync native; }
 @test "loop flushes through the ring: unsafe + io_uring drops them" { check_ring_flushes unsafe io_uring; }
 
 @test "io_uring engine: guest fsync goes through the ring, not fdatasync(2)" {
