@@ -112,11 +112,7 @@ stop_main(void *arg)
 	double refused_at = 0;
 	int sig;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
+	stop_signal_set(&set);
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
@@ -134,6 +130,16 @@ stop_main(void *arg)
 			break;
 	}
 	return NULL;
+}
+
+void
+stop_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);	/* stop_finish() wakes the thread with it */
 }
 
 int

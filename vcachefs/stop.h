@@ -9,9 +9,14 @@
 #ifndef VC_STOP_H
 #define VC_STOP_H
 
+#include <signal.h>
+
 #include "fs.h"
 
 #define VC_STOP_FORCE_WINDOW 5
+
+/* The signals the signal thread waits for; every thread blocks them. */
+void stop_signal_set(sigset_t *set);
 
 /*
  * Start the signal thread. The caller has blocked SIGTERM, SIGINT and

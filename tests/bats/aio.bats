@@ -129,43 +129,13 @@ verify_engine() {	# CACHE AIO
 }
 
 # Durability through the ring: strace cannot see IORING_OP_FSYNC, the
-# loop device's flush counter can. Baseline: the same writes, no fsync.
-check_ring_flushes() {	# CACHE AIO
-	local cache=$1 aio=$2 i f0 f1 f2 base synced
-
-	mh_loop_ext4
-	VC_SRC=$MH_EXT4DIR/src
-	mkdir "$VC_SRC"
-	dd if=/dev/zero of="$VC_SRC/img" bs=1M count=4 conv=fsync status=none
-	mh_mount "$cache" "aio = $aio"
-	f0=$(mh_flushes "$MH_LOOPDEV")
-	for i in $(seq 0 9); do
-		dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 seek=$((i * 4)) \
-		    conv=notrunc status=none
-	done
-	f1=$(mh_flushes "$MH_LOOPDEV")
-	for i in $(seq 0 9); do
-		dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 seek=$((i * 4)) \
-		    conv=notrunc,fsync status=none
-	done
-	f2=$(mh_flushes "$MH_LOOPDEV")
-	base=$((f1 - f0))
-	synced=$((f2 - f1))
-	if [ "$cache" = unsafe ]; then
-		(( synced <= base )) ||
-		    fail "cache=unsafe aio=$aio: 10 fsyncs made $synced device flushes (baseline $base)"
-	else
-		(( synced >= base + 10 )) ||
-		    fail "cache=$cache aio=$aio: 10 fsyncs made $synced device flushes (baseline $base), want >= baseline + 10"
-	fi
-}
-
-@test "loop flushes through the ring: writeback + io_uring" { check_ring_flushes writeback io_uring; }
-@test "loop flushes through the ring: none + io_uring" { check_ring_flushes none io_uring; }
-@test "loop flushes through the ring: directsync + io_uring" { check_ring_flushes directsync io_uring; }
-@test "loop flushes with aio=native (flushed in the worker, as QEMU does): none" { check_ring_flushes none native; }
-@test "loop flushes with aio=native (flushed in the worker, as QEMU does): directsync" { check_ring_flushes directsync native; }
-@test "loop flushes through the ring: unsafe + io_uring drops them" { check_ring_flushes unsafe io_uring; }
+# loop device's flush counter can (mh_check_flushes, modes_helper.bash).
+@test "loop flushes through the ring: writeback + io_uring" { mh_check_flushes writeback io_uring; }
+@test "loop flushes through the ring: none + io_uring" { mh_check_flushes none io_uring; }
+@test "loop flushes through the ring: directsync + io_uring" { mh_check_flushes directsync io_uring; }
+@test "loop flushes with aio=native (flushed in the worker, as QEMU does): none" { mh_check_flushes none native; }
+@test "loop flushes with aio=native (flushed in the worker, as QEMU does): directsync" { mh_check_flushes directsync native; }
+@test "loop flushes through the ring: unsafe + io_uring drops them" { mh_check_flushes unsafe io_uring; }
 
 @test "io_uring engine: guest fsync goes through the ring, not fdatasync(2)" {
 	export ASAN_OPTIONS=detect_leaks=0	# LeakSanitizer cannot run under ptrace

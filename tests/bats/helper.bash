@@ -88,8 +88,10 @@ vc_is_daemon() {	# PID
 	tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -q vcachefs
 }
 
-vc_teardown() {
-	local m p rc=0
+# Unmount every mount this test made and stop its daemons. Safe to call
+# more than once.
+vc_stop_all() {
+	local m p
 	for m in "${VC_MOUNTS[@]}"; do
 		if vc_is_mounted "$m"; then
 			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
@@ -101,6 +103,11 @@ vc_teardown() {
 				{ vc_is_daemon "$p" && kill -9 "$p" 2>/dev/null; } || true
 		fi
 	done
+}
+
+vc_teardown() {
+	local rc=0
+	vc_stop_all
 	vc_check_log || rc=1
 	[ -n "${VC_TMP:-}" ] && rm -rf "$VC_TMP"
 	return $rc

@@ -239,43 +239,11 @@ check_order() {	# MODE
 
 # --- 4. flushes that reach the block device -----------------------------------
 
-check_flushes() {	# MODE
-	local mode=$1 i f0 f1 f2 base synced
-
-	mh_loop_ext4
-	VC_SRC=$MH_EXT4DIR/src
-	mkdir "$VC_SRC"
-	dd if=/dev/zero of="$VC_SRC/img" bs=1M count=4 conv=fsync status=none
-	mh_mount "$mode"
-
-	# Baseline: the same writes without fsync.
-	f0=$(mh_flushes "$MH_LOOPDEV")
-	for i in $(seq 0 9); do
-		dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 seek=$((i * 4)) \
-		    conv=notrunc status=none
-	done
-	f1=$(mh_flushes "$MH_LOOPDEV")
-	for i in $(seq 0 9); do
-		dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 seek=$((i * 4)) \
-		    conv=notrunc,fsync status=none
-	done
-	f2=$(mh_flushes "$MH_LOOPDEV")
-	base=$((f1 - f0))
-	synced=$((f2 - f1))
-	if [ "$mode" = unsafe ]; then
-		(( synced <= base )) ||
-		    fail "cache=unsafe: 10 guest fsyncs made $synced device flushes (baseline without fsync: $base), want none beyond the baseline"
-	else
-		(( synced >= base + 10 )) ||
-		    fail "cache=$mode: 10 guest fsyncs made $synced device flushes (baseline without fsync: $base), want >= baseline + 10"
-	fi
-}
-
-@test "loop flushes: writeback guest fsync reaches the device" { check_flushes writeback; }
-@test "loop flushes: writethrough guest fsync reaches the device" { check_flushes writethrough; }
-@test "loop flushes: none guest fsync reaches the device" { check_flushes none; }
-@test "loop flushes: directsync guest fsync reaches the device" { check_flushes directsync; }
-@test "loop flushes: unsafe guest fsync never reaches the device" { check_flushes unsafe; }
+@test "loop flushes: writeback guest fsync reaches the device" { mh_check_flushes writeback; }
+@test "loop flushes: writethrough guest fsync reaches the device" { mh_check_flushes writethrough; }
+@test "loop flushes: none guest fsync reaches the device" { mh_check_flushes none; }
+@test "loop flushes: directsync guest fsync reaches the device" { mh_check_flushes directsync; }
+@test "loop flushes: unsafe guest fsync never reaches the device" { mh_check_flushes unsafe; }
 
 # --- 5. real clients -----------------------------------------------------------
 

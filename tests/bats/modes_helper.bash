@@ -41,17 +41,7 @@ mh_teardown() {
 		wait "$MH_STRACE_PID" 2>/dev/null || true
 	fi
 	# vcachefs holds files of the ext4 mounts: it goes first.
-	for m in "${VC_MOUNTS[@]}"; do
-		if vc_is_mounted "$m"; then
-			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-		fi
-	done
-	for p in "${VC_PIDS[@]}"; do
-		if vc_is_daemon "$p"; then
-			vc_wait_exit "$p" 5 >/dev/null 2>&1 ||
-				{ vc_is_daemon "$p" && kill -9 "$p" 2>/dev/null; } || true
-		fi
-	done
+	vc_stop_all
 	for ((i = ${#MH_EXT4[@]} - 1; i >= 0; i--)); do
 		umount "${MH_EXT4[i]}" 2>/dev/null || umount -l "${MH_EXT4[i]}" 2>/dev/null || true
 	done
@@ -288,4 +278,38 @@ mh_loop_ext4() {
 mh_flushes() {	# /dev/loopN
 	awk 'NF >= 17 { print $16; ok = 1 } END { exit !ok }' \
 	    "/sys/block/${1#/dev/}/stat"
+}
+
+# Guest fsyncs must reach the device as flushes in every mode but unsafe,
+# and never in unsafe. Baseline: the same writes without fsync, on an ext4
+# (commit=600) inside a loop device, whose stat field 16 counts flushes.
+mh_check_flushes() {	# MODE [AIO]
+	local mode=$1 aio=${2:-threads} i f0 f1 f2 base synced
+
+	mh_loop_ext4
+	VC_SRC=$MH_EXT4DIR/src
+	mkdir "$VC_SRC"
+	dd if=/dev/zero of="$VC_SRC/img" bs=1M count=4 conv=fsync status=none
+	mh_mount "$mode" "aio = $aio"
+
+	f0=$(mh_flushes "$MH_LOOPDEV")
+	for i in $(seq 0 9); do
+		dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 seek=$((i * 4)) \
+		    conv=notrunc status=none
+	done
+	f1=$(mh_flushes "$MH_LOOPDEV")
+	for i in $(seq 0 9); do
+		dd if=/dev/urandom of="$VC_MNT/img" bs=64k count=4 seek=$((i * 4)) \
+		    conv=notrunc,fsync status=none
+	done
+	f2=$(mh_flushes "$MH_LOOPDEV")
+	base=$((f1 - f0))
+	synced=$((f2 - f1))
+	if [ "$mode" = unsafe ]; then
+		(( synced <= base )) ||
+		    fail "cache=unsafe aio=$aio: 10 guest fsyncs made $synced device flushes (baseline without fsync: $base), want none beyond the baseline"
+	else
+		(( synced >= base + 10 )) ||
+		    fail "cache=$mode aio=$aio: 10 guest fsyncs made $synced device flushes (baseline without fsync: $base), want >= baseline + 10"
+	fi
 }

@@ -23,36 +23,12 @@
 #include "checkconf.h"
 #include "config.h"
 #include "log.h"
+#include "tap.h"
 
 #define TEST_GOOD	"tests/config/good/"
 #define TEST_BAD	"tests/config/bad/"
 #define TEST_NOBODY	65534	/* uid and gid for tests that need EACCES */
 
-static int test_n, test_failed;
-
-static void test_ok(int cond, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-test_ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	test_n++;
-	if (!cond)
-		test_failed++;
-	printf("%sok %d - ", cond ? "" : "not ", test_n);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-}
-
-static void
-test_skip(const char *name, const char *why)
-{
-	printf("ok %d - %s # SKIP %s\n", ++test_n, name, why);
-}
 
 /* Print text as TAP comment lines, for a failure's diagnosis. */
 static void

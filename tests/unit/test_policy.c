@@ -7,17 +7,7 @@
 #include <string.h>
 
 #include "policy.h"
-
-static int test_n, test_failed;
-
-static void
-test_ok(bool cond, const char *name)
-{
-	test_n++;
-	if (!cond)
-		test_failed++;
-	printf("%sok %d - %s\n", cond ? "" : "not ", test_n, name);
-}
+#include "tap.h"
 
 /* What each mode must mean, one row per mode (the reference, section 4). */
 static const struct {

@@ -22,6 +22,7 @@
 
 #include "probe.h"
 #include "qcow2.h"
+#include "tap.h"
 
 #define TEST_CORPUS	"tests/images/bad"
 #define TEST_MNT	"/mnt/vm"
@@ -29,32 +30,8 @@
 #define TEST_TMPFS	0x01021994	/* TMPFS_MAGIC */
 #define TEST_CHAIN_MAX	16
 
-static int test_n, test_failed;
 static char test_dir[] = "/tmp/vcachefs-probe.XXXXXX";
 
-static void test_ok(int cond, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-test_ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	test_n++;
-	if (!cond)
-		test_failed++;
-	printf("%sok %d - ", cond ? "" : "not ", test_n);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-}
-
-static void
-test_skip(const char *name, const char *why)
-{
-	printf("ok %d - %s # SKIP %s\n", ++test_n, name, why);
-}
 
 /* NUL-terminated within size; with printable, also one printable line. */
 static int

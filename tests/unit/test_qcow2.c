@@ -18,32 +18,8 @@
 #include <unistd.h>
 
 #include "qcow2.h"
+#include "tap.h"
 
-static int test_n, test_failed;
-
-static void test_ok(int cond, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-test_ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	test_n++;
-	if (!cond)
-		test_failed++;
-	printf("%sok %d - ", cond ? "" : "not ", test_n);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-}
-
-static void
-test_skip(const char *name, const char *why)
-{
-	printf("ok %d - %s # SKIP %s\n", ++test_n, name, why);
-}
 
 /* A string is NUL-terminated within its array and printable on one line. */
 static int
