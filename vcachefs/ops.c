@@ -373,6 +373,57 @@ vc_reply_open_image(fuse_req_t req, struct fuse_file_info *fi)
 	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
 }
 
+/* A FUSE timeout in seconds as the kernel wants it: whole and nanoseconds. */
+static void
+vc_timeout(double t, uint64_t *sec, uint32_t *nsec)
+{
+	*sec = (uint64_t)t;
+	*nsec = (uint32_t)((t - (double)*sec) * 1e9);
+}
+
+/*
+ * The create reply for an image, composed like the open reply so that a
+ * new file also gets FOPEN_PARALLEL_DIRECT_WRITES (fuse_reply_create
+ * cannot carry it). Returns what fuse_reply_buf returns.
+ */
+static int
+vc_reply_create_image(fuse_req_t req, const struct fuse_entry_param *e,
+    struct fuse_file_info *fi)
+{
+	struct {
+		struct fuse_entry_out entry;
+		struct fuse_open_out open;
+	} out;
+	const struct stat *st = &e->attr;
+	struct fuse_attr *a = &out.entry.attr;
+
+	memset(&out, 0, sizeof(out));
+	out.entry.nodeid = e->ino;
+	out.entry.generation = e->generation;
+	vc_timeout(e->entry_timeout, &out.entry.entry_valid,
+	    &out.entry.entry_valid_nsec);
+	vc_timeout(e->attr_timeout, &out.entry.attr_valid,
+	    &out.entry.attr_valid_nsec);
+	a->ino = st->st_ino;
+	a->size = (uint64_t)st->st_size;
+	a->blocks = (uint64_t)st->st_blocks;
+	a->atime = (uint64_t)st->st_atim.tv_sec;
+	a->mtime = (uint64_t)st->st_mtim.tv_sec;
+	a->ctime = (uint64_t)st->st_ctim.tv_sec;
+	a->atimensec = (uint32_t)st->st_atim.tv_nsec;
+	a->mtimensec = (uint32_t)st->st_mtim.tv_nsec;
+	a->ctimensec = (uint32_t)st->st_ctim.tv_nsec;
+	a->mode = st->st_mode;
+	a->nlink = (uint32_t)st->st_nlink;
+	a->uid = st->st_uid;
+	a->gid = st->st_gid;
+	a->rdev = (uint32_t)st->st_rdev;
+	a->blksize = (uint32_t)st->st_blksize;
+	out.open.fh = fi->fh;
+	out.open.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
+}
+
 static void
 vc_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -433,9 +484,7 @@ vc_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	}
 	fi->fh = (uintptr_t)img;
-	fi->direct_io = 1;
-	fi->keep_cache = 0;
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+	if (vc_reply_create_image(req, &e, fi) == -ENOENT) {
 		image_release(&fs->registry, img);
 		itable_forget(&fs->itable, inode, 1);
 	}

@@ -49,6 +49,28 @@ max_inflight() {
 	[ -n "$n" ] && [ "$n" -gt 1 ]
 }
 
+@test "a file created through the mount takes parallel writes on its create handle" {
+	conf writeback threads
+	vc_mount -d -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	# One O_CREAT|O_EXCL descriptor (the CREATE reply's handle), 8 threads.
+	run python3 -c '
+import os, sys, threading
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+buf = b"x" * 65536
+def w(k):
+    for i in range(400):
+        os.pwrite(fd, buf, ((k * 400 + i) % 512) * 65536)
+ts = [threading.Thread(target=w, args=(k,)) for k in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+os.close(fd)' "$VC_MNT/created.img"
+	assert_success
+	vc_umount
+	n=$(max_inflight created.img)
+	echo "max writes in flight: $n"
+	[ -n "$n" ] && [ "$n" -gt 1 ]
+}
+
 @test "one writer at a time is seen as one in flight (the counter can tell)" {
 	conf writeback threads
 	vc_mount -d -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
