@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # Command line: --help, -V, one-line errors with exit 1 for bad input,
 # missing /dev/fuse, allow_other without privilege, -c, and what
-# /proc/mounts shows (doc/cli-contract.md).
+# /proc/mounts shows (vcachefs(8)).
 
 bats_require_minimum_version 1.5.0
 load helper

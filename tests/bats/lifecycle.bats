@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # Lifecycle: in-place overmount, SOURCE mode, stopping by signal and by
 # fusermount3 -u, the 5 s forced-stop window, stale mounts, busy
-# directories, self-protection, daemon mode (doc/cli-contract.md).
+# directories, self-protection, daemon mode (vcachefs(8)).
 
 bats_require_minimum_version 1.5.0
 load helper
