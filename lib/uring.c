@@ -22,7 +22,6 @@ struct uring_req {
 	struct vc_image *img;
 	int op;				/* VC_OP_* */
 	char *buf;			/* pool buffer, or NULL */
-	const char *src;		/* payload of a buffered write */
 	off_t off;			/* start of the submitted range */
 	size_t len, done;		/* submitted length and progress */
 	size_t head, want;		/* read: bytes to skip, at most to deliver */
@@ -97,7 +96,7 @@ uring_prep(struct uring_req *req)
 		break;
 	case VC_OP_WRITE:
 		io_uring_prep_write(sqe, req->img->fd,
-		    (req->buf ? req->buf : req->src) + req->done,
+		    req->buf + req->done,
 		    (unsigned)(req->len - req->done), req->off + req->done);
 		sqe->rw_flags = req->rwf;
 		break;
@@ -336,7 +335,8 @@ uring_setup(struct vc_uring *u)
 		r = io_uring_queue_init_params(VC_URING_ENTRIES, &u->ring, &p);
 	}
 	if (r == 0)
-		u->ring_flags = p.flags;
+		log_debug("io_uring engine: %s", (p.flags & IORING_SETUP_DEFER_TASKRUN) ?
+		    "single issuer, deferred task work" : "plain ring (older kernel)");
 	return r;
 }
 
@@ -419,13 +419,6 @@ uring_exit(struct vc_uring *u)
 	pthread_mutex_destroy(&u->lock);
 }
 
-/* Start req: from here the engine thread owns it. */
-static void
-uring_start(struct uring_req *req)
-{
-	uring_handoff(req);
-}
-
 static struct uring_req *
 uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
     void *arg)
@@ -437,7 +430,6 @@ uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
 	req->img = img;
 	req->op = op;
 	req->buf = NULL;
-	req->src = NULL;
 	req->off = 0;
 	req->len = req->done = req->head = req->want = 0;
 	req->rwf = 0;
@@ -475,7 +467,7 @@ uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
 		gate_shared(&img->sizelock);
 		req->gated = true;
 	}
-	uring_start(req);
+	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 }
 
@@ -507,7 +499,7 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 	gate_shared(&img->sizelock);
 	req->gated = true;
 	io_inflight_enter(img);
-	uring_start(req);
+	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 }
 
@@ -520,6 +512,6 @@ uring_fsync(struct vc_uring *u, struct vc_image *img, bool datasync,
 	if (req == NULL)
 		return -EAGAIN;
 	req->datasync = datasync;
-	uring_start(req);
+	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 }

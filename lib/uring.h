@@ -39,7 +39,6 @@ struct vc_uring {
 	void *queue, *queue_tail;	/* handed-over requests; protected by lock */
 	void *ctx_free;			/* request contexts for reuse; protected by lock */
 	struct vc_bufpool pool;
-	unsigned ring_flags;		/* setup flags the kernel accepted */
 	int setup_result;		/* protected by lock */
 	bool setup_done;		/* protected by lock */
 };
