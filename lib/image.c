@@ -61,7 +61,8 @@ registry_set_resolver(struct vc_registry *r, struct vc_resolver *rs)
 
 /*
  * The settings for relpath: with a resolver, names then chains; else
- * names only. rule gets what chose them. Called with r->lock held.
+ * names only. rule (len bytes, may be NULL with len 0) gets what chose
+ * them. Called with r->lock held.
  */
 static void
 registry_decide(struct vc_registry *r, const char *relpath,
@@ -367,12 +368,8 @@ registry_conf(struct vc_registry *r, struct vc_inode *dir, const char *name,
 		    len > 0 ? "/" : "", name) >= (int)(sizeof(rel) - len))
 			return -ENAMETOOLONG;
 	}
-	{
-		char rule[PATH_MAX + 64];
-
-		pthread_mutex_lock(&r->lock);
-		registry_decide(r, rel, conf, rule, sizeof(rule));
-		pthread_mutex_unlock(&r->lock);
-	}
+	pthread_mutex_lock(&r->lock);
+	registry_decide(r, rel, conf, NULL, 0);
+	pthread_mutex_unlock(&r->lock);
 	return 0;
 }
