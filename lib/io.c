@@ -23,6 +23,7 @@
 #include "io.h"
 #include "io_priv.h"
 #include "uring.h"
+#include "workpool.h"
 #include "log.h"
 
 #define IO_BUF_SIZE	(VC_IO_MAX + 2 * VC_IO_MAXALIGN)
@@ -552,42 +553,52 @@ void
 io_submit_read(struct vc_image *img, size_t len, off_t off, vc_io_done done,
     void *arg)
 {
+	bool offload = workpool_should_offload();
 	const void *data = NULL;
 	ssize_t n;
 
 	if (len > VC_IO_MAX)
 		len = VC_IO_MAX;
-	if (img->uring != NULL) {
-		/*
-		 * A buffered read the page cache can serve whole is answered
-		 * here: the ring would add a hop through the engine thread,
-		 * which also sends every reply.
-		 */
-		if (!img->policy->o_direct &&
-		    io_read_cached(img, len, off, &data, &n)) {
-			done(arg, n, data);
-			return;
-		}
-		if (uring_read(img->uring, img, len, off, done, arg) == 0)
-			return;
+	/*
+	 * A buffered read the page cache can serve whole is answered here:
+	 * the ring or a pool worker would only add a hop.
+	 */
+	if ((img->uring != NULL || offload) && !img->policy->o_direct &&
+	    io_read_cached(img, len, off, &data, &n)) {
+		done(arg, n, data);
+		return;
 	}
+	if (img->uring != NULL && uring_read(img->uring, img, len, off, done,
+	    arg) == 0)
+		return;
+	if (offload && workpool_submit(VC_WORK_READ, img, NULL, len, off, false,
+	    done, arg) == 0)
+		return;
 	n = io_read(img, len, off, &data);
 	done(arg, n, data);
 }
 
 /*
- * Buffered writes are done in the worker, whatever the engine: their
- * payload lives in libfuse's receive buffer, so the worker must wait for
+ * Buffered writes are done in the calling thread, whatever the engine:
+ * their payload lives in the request buffer, so the thread must wait for
  * them or copy them, and waiting through the ring costs two more thread
  * hops than writing to the page cache directly (measured: make bench).
+ * A thread that must not block still sends writes that wait for the disk
+ * (O_DIRECT, or made durable before the reply) to the pool.
  */
 void
 io_submit_write(struct vc_image *img, const void *buf, size_t len, off_t off,
     bool dsync, vc_io_done done, void *arg)
 {
+	int rwf = io_write_rwf(img, dsync);
+
 	if (len <= VC_IO_MAX && img->uring != NULL &&
-	    uring_write(img->uring, img, buf, len, off, io_write_rwf(img, dsync),
-	    done, arg) == 0)
+	    uring_write(img->uring, img, buf, len, off, rwf, done, arg) == 0)
+		return;
+	if (workpool_should_offload() && (img->policy->o_direct || rwf != 0 ||
+	    img->policy->write_durable) &&
+	    workpool_submit(VC_WORK_WRITE, img, buf, len, off, dsync, done,
+	    arg) == 0)
 		return;
 	done(arg, io_write(img, buf, len, off, dsync), NULL);
 }
@@ -603,12 +614,15 @@ io_submit_fsync(struct vc_image *img, bool datasync, vc_io_done done,
 	}
 	/*
 	 * aio=io_uring flushes through the ring (IORING_OP_FSYNC). aio=native
-	 * flushes in the worker, as QEMU's native AIO flushes in its thread
+	 * flushes in a worker, as QEMU's native AIO flushes in its thread
 	 * pool: a flush cannot run without blocking, so the ring would only
 	 * add hops through the engine and an io-wq thread.
 	 */
 	if (img->uring != NULL && img->aio == VC_AIO_IO_URING &&
 	    uring_fsync(img->uring, img, datasync, done, arg) == 0)
+		return;
+	if (workpool_should_offload() && workpool_submit(VC_WORK_FSYNC, img,
+	    NULL, 0, 0, datasync, done, arg) == 0)
 		return;
 	done(arg, io_fsync(img, datasync), NULL);
 }

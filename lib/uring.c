@@ -30,7 +30,14 @@ struct uring_req {
 	bool gated;			/* holds img->sizelock shared */
 	vc_io_done cb;
 	void *arg;
+	struct vc_uring_local *rc;	/* the ring it goes through */
 };
+
+/* The engine thread's own ring context (there is one engine per daemon). */
+static struct vc_uring_local uring_engine_rc;
+/* A thread that drives a ring of its own (FUSE queue threads) sets this:
+ * its requests then skip the engine thread. */
+static __thread struct vc_uring_local *uring_tls;
 
 static struct uring_req *
 uring_req_get(struct vc_uring *u)
@@ -79,12 +86,12 @@ uring_req_put(struct vc_uring *u, struct uring_req *req)
 static int
 uring_prep(struct uring_req *req)
 {
-	struct vc_uring *u = req->u;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	struct io_uring *ring = req->rc->ring;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
 	if (sqe == NULL) {
-		io_uring_submit(&u->ring);	/* make room */
-		sqe = io_uring_get_sqe(&u->ring);
+		io_uring_submit(ring);	/* make room */
+		sqe = io_uring_get_sqe(ring);
 		if (sqe == NULL)
 			return -EBUSY;
 	}
@@ -105,18 +112,28 @@ uring_prep(struct uring_req *req)
 		    req->datasync ? IORING_FSYNC_DATASYNC : 0);
 		break;
 	}
-	io_uring_sqe_set_data(sqe, req);
+	io_uring_sqe_set_data(sqe, (void *)((uintptr_t)req | req->rc->tag));
 	/* Submitted at the end of this batch; unlocked there. */
 	req->next_free = NULL;
 	return 0;
 }
 
-/* Hand req to the engine thread (any thread). */
+static void uring_resubmit(struct uring_req *req);
+
+/* Hand req to the engine thread (any thread), or put it on the calling
+ * thread's own ring. */
 static void
 uring_handoff(struct uring_req *req)
 {
 	struct vc_uring *u = req->u;
 	bool kick;
+
+	if (uring_tls != NULL) {
+		req->rc = uring_tls;
+		uring_resubmit(req);
+		return;
+	}
+	req->rc = &uring_engine_rc;
 
 	req->next_free = NULL;
 	pthread_mutex_lock(&u->lock);
@@ -133,8 +150,6 @@ uring_handoff(struct uring_req *req)
 	if (kick)
 		eventfd_write(u->efd, 1);
 }
-
-static void uring_resubmit(struct uring_req *req);
 
 /* The one place a request ends. */
 static void
@@ -202,21 +217,38 @@ uring_complete(struct uring_req *req, int res)
 	uring_resubmit(req);			/* the short remainder */
 }
 
-/* Requests prepared in this round, whose fdlock is held until submit.
- * Used by the engine thread only (there is one engine per daemon). */
-static struct uring_req *uring_batch[VC_URING_ENTRIES * 2];
-static unsigned uring_nbatch;
-
-/* Prepare req again (engine thread), remembering it for uring_flush. */
+/* Prepare req again (its ring's thread), remembering it for the unlock
+ * after submit. */
 static void
 uring_resubmit(struct uring_req *req)
 {
-	if (uring_nbatch == sizeof(uring_batch) / sizeof(uring_batch[0]) ||
-	    uring_prep(req) < 0) {
+	struct vc_uring_local *rc = req->rc;
+
+	if (rc->nbatch == VC_URING_BATCH || uring_prep(req) < 0) {
 		uring_finish(req, -EBUSY);
 		return;
 	}
-	uring_batch[uring_nbatch++] = req;
+	rc->batch[rc->nbatch++] = req;
+}
+
+void
+uring_local_flushed(struct vc_uring_local *rc)
+{
+	for (unsigned i = 0; i < rc->nbatch; i++)
+		pthread_rwlock_unlock(&((struct uring_req *)rc->batch[i])->img->fdlock);
+	rc->nbatch = 0;
+}
+
+void
+uring_local_set(struct vc_uring_local *rc)
+{
+	uring_tls = rc;
+}
+
+void
+uring_local_complete(void *data, int res)
+{
+	uring_complete((struct uring_req *)((uintptr_t)data & ~(uintptr_t)1), res);
 }
 
 /* Submit what was prepared and release the descriptors' fdlocks. */
@@ -235,9 +267,7 @@ uring_flush(struct vc_uring *u, bool wait)
 		if (warned++ < 10)
 			log_warnc(r, "io_uring_submit");
 	}
-	for (unsigned i = 0; i < uring_nbatch; i++)
-		pthread_rwlock_unlock(&uring_batch[i]->img->fdlock);
-	uring_nbatch = 0;
+	uring_local_flushed(&uring_engine_rc);
 }
 
 /* Arm (again) the multishot poll on the wake-up eventfd. */
@@ -346,6 +376,8 @@ uring_thread(void *arg)
 	struct vc_uring *u = arg;
 	int r = uring_setup(u);
 
+	uring_engine_rc.ring = &u->ring;
+	uring_engine_rc.tag = 0;
 	pthread_mutex_lock(&u->lock);
 	u->setup_result = r;
 	u->setup_done = true;

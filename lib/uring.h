@@ -24,6 +24,7 @@
 #include "io.h"
 
 #define VC_URING_ENTRIES	256
+#define VC_URING_BATCH		(VC_URING_ENTRIES * 2)
 #define VC_URING_BUFFERS	128	/* per size class */
 
 struct vc_uring {
@@ -42,6 +43,25 @@ struct vc_uring {
 	int setup_result;		/* protected by lock */
 	bool setup_done;		/* protected by lock */
 };
+
+/*
+ * A ring that a thread other than the engine drives (the FUSE queue
+ * threads): requests made in that thread are prepared on it directly,
+ * without a hop through the engine thread. Its CQEs whose user data has
+ * bit 0 (tag 1) set are the engine's: pass them to uring_local_complete().
+ * After each submit, uring_local_flushed() releases the descriptors held
+ * for the prepared requests.
+ */
+struct vc_uring_local {
+	struct io_uring *ring;
+	uintptr_t tag;			/* or-ed into the user data */
+	void *batch[VC_URING_BATCH];	/* prepared, fdlock held */
+	unsigned nbatch;
+};
+
+void uring_local_set(struct vc_uring_local *rc);
+void uring_local_flushed(struct vc_uring_local *rc);
+void uring_local_complete(void *data, int res);
 
 /* Set up the ring and its completion thread. Returns 0 or -errno
  * (the caller then runs every image with aio=threads and says so). */

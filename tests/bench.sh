@@ -3,11 +3,12 @@
 # directory, in one run, alternating, and the ratio vcachefs/native per row.
 # A benchmark, not a test: it never fails on a number.
 #   QUICK=1  short runs (whole bench under 3 minutes)
+#   ROWS="3 6"  only these rows (1-6);  MODES="none:native writeback:threads"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VCACHEFS=${VCACHEFS:-$PWD/build/vcachefs}
 QUICK=${QUICK:-0}
-if [ "$QUICK" = 1 ]; then runtime=2; ramp=500ms; size=256M; else runtime=10; ramp=1; size=1G; fi
+if [ "$QUICK" = 1 ]; then runtime=2; ramp=0.5; size=256M; else runtime=10; ramp=1; size=1G; fi
 
 work=$(mktemp -d /var/tmp/vcachefs-bench.XXXXXX)
 src=$work/src; mnt=$work/mnt; conf=$work/vcachefs.conf
@@ -34,6 +35,8 @@ rows=(
 	"warm-buffered-read-4k-qd32|randread|4k|32|io_uring|0|--pre_read=1"
 )
 modes=("none native" "none threads" "writeback io_uring" "writeback threads")
+if [ -n "${MODES:-}" ]; then read -ra modes <<<"$MODES"; modes=("${modes[@]//:/ }"); fi
+want_row() { [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $1 "* ]]; }
 
 # run_fio FILE ROW -> prints "iops bytes requests"
 run_fio() {
@@ -41,7 +44,7 @@ run_fio() {
 	IFS='|' read -r name rw bs qd eng direct extra <<<"$row"
 	out=$(fio --name=b --filename="$file" --size="$size" --rw="$rw" --bs="$bs" \
 		--iodepth="$qd" --ioengine="$eng" --direct="$direct" $extra \
-		--runtime="$runtime" --time_based --ramp_time="$ramp" --output-format=terse \
+		--runtime="$runtime" --time_based --ramp_time="${ramp}s" --output-format=terse \
 		--terse-version=3 --group_reporting 2>/dev/null)
 	# terse v3: field 8 read iops, 49 write iops; 6/47 read/write KiB total
 	awk -F';' '{ printf "%d %d\n", $8 + $49, ($6 + $47) * 1024 }' <<<"$out"
@@ -51,7 +54,7 @@ printf '%-28s %-20s %10s %10s %7s %10s %10s\n' row mode "vcachefs" "native" rati
 for m in "${modes[@]}"; do
 	read -r cache aio <<<"$m"
 	printf '[global]\ncache = %s\naio = %s\n' "$cache" "$aio" >"$conf"
-	"$VCACHEFS" -f -c "$conf" "$src" "$mnt" 2>"$work/daemon.log" &
+	"$VCACHEFS" -f ${VCACHEFS_OPTS:-} -c "$conf" "$src" "$mnt" 2>"${DAEMON_LOG:-$work/daemon.log}" &
 	pid=$!
 	for _ in $(seq 100); do grep -q " $mnt fuse" /proc/mounts && break; sleep 0.05; done
 	# Lay the files out once so every run reads real data.
@@ -59,11 +62,15 @@ for m in "${modes[@]}"; do
 		[ -s "$f" ] || fio --name=fill --filename="$f" --size="$size" --rw=write --bs=1M \
 			--direct=1 --ioengine=psync >/dev/null 2>&1
 	done
+	i=0
 	for row in "${rows[@]}"; do
+		i=$((i + 1)); want_row $i || continue
 		name=${row%%|*}
-		c0=$(cpu_ticks "$pid")
-		read -r viops vbytes < <(run_fio "$mnt/img" "$row")
-		c1=$(cpu_ticks "$pid")
+		# CPU is sampled once fio's ramp is over, so it covers the measured window.
+		run_fio "$mnt/img" "$row" >"$work/fio.out" &
+		sleep "$ramp"; c0=$(cpu_ticks "$pid")
+		wait $!; c1=$(cpu_ticks "$pid")
+		read -r viops vbytes <"$work/fio.out"
 		read -r niops _ < <(run_fio "$src/ref" "$row")
 		reqs=$((viops * runtime)); [ "$reqs" -gt 0 ] || reqs=1
 		awk -v n="$name" -v m="$cache+$aio" -v v="$viops" -v r="$niops" \

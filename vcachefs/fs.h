@@ -28,6 +28,7 @@ struct vc_fs {
 	struct vc_resolver resolver;
 	bool resolver_ok;
 	bool uring_ok;			/* uring is set up */
+	bool fuse_uring;		/* FUSE requests may come through io_uring */
 };
 
 /* The low-level operations table. */

@@ -15,10 +15,12 @@
 
 #include "checkconf.h"
 #include "fs.h"
+#include "fuse_uring.h"
 #include "log.h"
 #include "mounts.h"
 #include "preflight.h"
 #include "stop.h"
+#include "workpool.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
@@ -33,18 +35,21 @@ struct vc_opts {
 	bool config_named;	/* -c given: a missing file is an error */
 	bool foreground, debug, force, check_config;
 	unsigned threads;
+	enum vc_fuse_uring_mode fuse_uring;
 	const char *log_file;
 	char mount_opts[1024];	/* -o options, joined with commas */
 	const char *source, *mountpoint;
 };
 
-enum { OPT_THREADS = 256, OPT_LOG_FILE, OPT_FORCE, OPT_CHECK_CONFIG };
+enum { OPT_THREADS = 256, OPT_LOG_FILE, OPT_FORCE, OPT_CHECK_CONFIG,
+    OPT_FUSE_URING };
 
 static const struct option vc_longopts[] = {
 	{ "config",	  required_argument, NULL, 'c' },
 	{ "foreground",	  no_argument,	     NULL, 'f' },
 	{ "debug",	  no_argument,	     NULL, 'd' },
 	{ "threads",	  required_argument, NULL, OPT_THREADS },
+	{ "fuse-uring",	  required_argument, NULL, OPT_FUSE_URING },
 	{ "log-file",	  required_argument, NULL, OPT_LOG_FILE },
 	{ "force",	  no_argument,	     NULL, OPT_FORCE },
 	{ "check-config", no_argument,	     NULL, OPT_CHECK_CONFIG },
@@ -71,6 +76,10 @@ vc_usage(FILE *out)
 "  -d, --debug         log debug messages\n"
 "  -o OPT[,OPT...]     extra FUSE mount options\n"
 "      --threads N     at most N worker threads (default %d)\n"
+"      --fuse-uring auto|on|off\n"
+"                      take FUSE requests through io_uring (Linux 6.14+,\n"
+"                      fuse module parameter enable_uring=Y); auto uses it\n"
+"                      when the kernel offers it (default auto)\n"
 "      --log-file FILE as a daemon, log to FILE instead of syslog\n"
 "      --force         lazily unmount a stale mount first, and mount even\n"
 "                      if processes hold files of the directory open\n"
@@ -137,6 +146,13 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 				return -1;
 			}
 			o->threads = (unsigned)n;
+			break;
+		case OPT_FUSE_URING:
+			if (fuse_uring_parse_mode(optarg, &o->fuse_uring) < 0) {
+				log_warnx("--fuse-uring: '%s' is not auto, on or "
+				    "off", optarg);
+				return -1;
+			}
 			break;
 		case OPT_LOG_FILE:
 			o->log_file = optarg;
@@ -311,9 +327,31 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 		log_warnc(r, "io_uring unavailable; images with aio=native or "
 		    "aio=io_uring use aio=threads");
 	}
+	if (fs->fuse_uring) {
+		const char *et = getenv("VC_FR_THREADS"), *ed = getenv("VC_FR_DEPTH");
+
+		/* The queue threads never wait for the disk: the pool does. */
+		r = workpool_start(o->threads);
+		if (r == 0) {
+			r = fuse_uring_start(fs, et ? (unsigned)atoi(et) : 0,
+			    ed ? (unsigned)atoi(ed) : VC_FUSE_URING_DEPTH);
+			if (r < 0)
+				workpool_stop();
+		}
+		if (r < 0) {
+			log_warnc(r, "FUSE over io_uring");
+			if (o->fuse_uring == VC_FUSE_URING_ON)
+				return -1;
+			fs->fuse_uring = false;
+		}
+	}
 	r = stop_start(fs, conn);
 	if (r < 0) {
 		log_warnc(r, "signal thread");
+		if (fs->fuse_uring) {
+			fuse_uring_stop();
+			workpool_stop();
+		}
 		return -1;
 	}
 	log_info("serving %s at %s (pid %d)", fs->source, fs->mountpoint,
@@ -329,6 +367,11 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 	r = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
 	stop_finish();
+	/* Before the engine: ring requests may wait for its completions. */
+	if (fs->fuse_uring) {
+		fuse_uring_stop();
+		workpool_stop();
+	}
 	if (fs->uring_ok) {
 		/* Requests still in the ring finish (their replies may fail). */
 		uring_exit(&fs->uring);
@@ -391,6 +434,17 @@ main(int argc, char **argv)
 		goto out_cfg;
 	if (preflight_fuse(strstr(o.mount_opts, "allow_other") != NULL) < 0)
 		goto out_cfg;
+	if (o.fuse_uring != VC_FUSE_URING_OFF) {
+		char why[160];
+
+		fs.fuse_uring = fuse_uring_available(why, sizeof(why)) == 1;
+		if (!fs.fuse_uring && o.fuse_uring == VC_FUSE_URING_ON) {
+			log_warnx("--fuse-uring on: %s", why);
+			goto out_cfg;
+		}
+		if (!fs.fuse_uring)
+			log_info("FUSE requests go through /dev/fuse: %s", why);
+	}
 
 	/* Open the source before mounting: in place, the mount will cover it. */
 	rootfd = open(source, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -430,9 +484,19 @@ main(int argc, char **argv)
 		log_warnx("cannot mount %s (see the fuse: message above)", mnt);
 		goto out_session;
 	}
+	if (fs.fuse_uring) {
+		r = fuse_uring_attach(fs.se);
+		if (r < 0) {
+			log_warnc(r, "FUSE over io_uring");
+			fs.fuse_uring = false;
+			if (o.fuse_uring == VC_FUSE_URING_ON)
+				goto out_unmount;
+		}
+	}
 	vc_protect_self();
 	if (vc_serve(&fs, &o) == 0)
 		status = 0;
+out_unmount:
 	fuse_session_unmount(fs.se);
 out_session:
 	fuse_session_destroy(fs.se);

@@ -1,0 +1,32 @@
+/*
+ * workpool.h - worker threads for the synchronous I/O of aio=threads
+ * images, for callers that must not block (the FUSE io_uring queue
+ * threads, which serve many requests each). Like QEMU's thread pool: the
+ * caller queues the request and goes on; a worker does the preadv,
+ * pwritev or fsync and calls the done callback.
+ */
+#ifndef VC_WORKPOOL_H
+#define VC_WORKPOOL_H
+
+#include <stdbool.h>
+
+#include "io.h"
+
+/* Start n workers. Returns 0 or -errno. */
+int workpool_start(unsigned n);
+/* Finish the queued requests and stop the workers. */
+void workpool_stop(void);
+
+/* Mark the calling thread as one that must not wait for the disk: its
+ * synchronous requests then go to the pool (when it runs). */
+void workpool_set_nonblocking(bool on);
+bool workpool_should_offload(void);
+
+enum vc_work_op { VC_WORK_READ, VC_WORK_WRITE, VC_WORK_FSYNC };
+
+/* Queue one request. Returns 0, or -EAGAIN when the pool is not running
+ * (the caller then does it itself). */
+int workpool_submit(enum vc_work_op op, struct vc_image *img, const void *buf,
+    size_t len, off_t off, bool sync, vc_io_done done, void *arg);
+
+#endif

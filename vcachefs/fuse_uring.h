@@ -1,0 +1,69 @@
+/*
+ * fuse_uring.h - FUSE over io_uring: the kernel hands requests to the
+ * daemon through ring entries instead of read(2) on /dev/fuse.
+ *
+ * Linux 6.14 and later can deliver FUSE requests through io_uring
+ * (IORING_OP_URING_CMD on /dev/fuse), one queue per CPU: a request is
+ * queued on the CPU its caller runs on, and its reply goes back with the
+ * command that fetches the next request, so a busy queue thread serves
+ * many requests per system call and wakes no other CPU. libfuse 3.14 does
+ * not know this transport, so the entries here rebuild each request as
+ * /dev/fuse would carry it and let libfuse dispatch it to the same
+ * operations; the replies libfuse sends are caught on their way to
+ * /dev/fuse (fuse_session_custom_io) and written into the entry instead.
+ * Requests the kernel still sends through /dev/fuse (INIT, FORGET,
+ * INTERRUPT, and everything before the ring is ready) take the usual
+ * session loop. On kernels without it, or with the fuse module's
+ * enable_uring parameter off, the daemon keeps /dev/fuse alone.
+ */
+#ifndef VC_FUSE_URING_H
+#define VC_FUSE_URING_H
+
+#include <stdbool.h>
+
+#include "fs.h"
+
+enum vc_fuse_uring_mode {
+	VC_FUSE_URING_AUTO,	/* use it when the kernel offers it */
+	VC_FUSE_URING_ON,	/* required: fail to start without it */
+	VC_FUSE_URING_OFF,
+};
+
+/* Entries per queue thread: one thread per CPU queue keeps a queue
+ * depth of 32 in flight on 2 CPUs. */
+#define VC_FUSE_URING_DEPTH	32
+
+#define VC_FUSE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+
+/* Parse "auto", "on" or "off". Returns 0 or -EINVAL. */
+int fuse_uring_parse_mode(const char *s, enum vc_fuse_uring_mode *mode);
+
+/*
+ * Whether the running kernel offers the transport: 1 yes, 0 no, with a
+ * reason in why (for the log and the error of mode "on").
+ */
+int fuse_uring_available(char *why, size_t whylen);
+
+/*
+ * Catch the session's traffic to /dev/fuse (after fuse_session_mount):
+ * needed before fuse_uring_start. Returns 0 or -errno.
+ */
+int fuse_uring_attach(struct fuse_session *se);
+
+/*
+ * Start the queue threads (nthreads in all, spread over the queues, each
+ * with depth entries). They register with the kernel once it has answered
+ * INIT. Returns 0 or -errno.
+ */
+int fuse_uring_start(struct vc_fs *fs, unsigned nthreads, unsigned depth);
+
+/* True once every queue has registered and requests flow through it. */
+bool fuse_uring_active(void);
+
+/*
+ * After the session loop ended: wait until every request a queue thread
+ * took has been answered, then stop and free the queues.
+ */
+void fuse_uring_stop(void);
+
+#endif
