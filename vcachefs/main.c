@@ -328,13 +328,10 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 		    "aio=io_uring use aio=threads");
 	}
 	if (fs->fuse_uring) {
-		const char *et = getenv("VC_FR_THREADS"), *ed = getenv("VC_FR_DEPTH");
-
 		/* The queue threads never wait for the disk: the pool does. */
 		r = workpool_start(o->threads);
 		if (r == 0) {
-			r = fuse_uring_start(fs, et ? (unsigned)atoi(et) : 0,
-			    ed ? (unsigned)atoi(ed) : VC_FUSE_URING_DEPTH);
+			r = fuse_uring_start(fs, 0, VC_FUSE_URING_DEPTH);
 			if (r < 0)
 				workpool_stop();
 		}

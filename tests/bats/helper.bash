@@ -36,9 +36,11 @@ vc_is_mounted() {	# MOUNTPOINT (no spaces: /proc/mounts escapes them)
 # vc_mount [OPTIONS...] [SOURCE] MOUNTPOINT
 # Starts the daemon in the foreground, in the background of the test, and
 # waits until the mount is up. Sets VC_PID. Fails with the daemon's log.
+# VC_EXTRA_OPTS (tests/run) adds options, such as the FUSE transport.
 vc_mount() {
 	local mnt=${!#} i
-	"$VCACHEFS" -f "$@" >>"$VC_LOG" 2>&1 &
+	# shellcheck disable=SC2086
+	"$VCACHEFS" -f ${VC_EXTRA_OPTS:-} "$@" >>"$VC_LOG" 2>&1 &
 	VC_PID=$!
 	VC_PIDS+=("$VC_PID")
 	VC_MOUNTS+=("$mnt")

@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# FUSE over io_uring (Linux 6.14+): the choice of transport, its visible
+# fallback, and what it carries. tests/run also runs the data-path suites a
+# second time through the ring. The fuse module's enable_uring parameter
+# is global: tests that change it put it back.
+
+load helper
+load modes_helper
+
+FR_PARAM=/sys/module/fuse/parameters/enable_uring
+
+setup() {
+	mh_setup
+	VC_CONF=$VC_TMP/vcachefs.conf
+	FR_OLD=
+	[ -w "$FR_PARAM" ] && FR_OLD=$(cat "$FR_PARAM")
+}
+
+teardown() {
+	mh_teardown
+	[ -z "$FR_OLD" ] || echo "$FR_OLD" >"$FR_PARAM"
+}
+
+fr_need() {	# the kernel must have the transport
+	[ -w "$FR_PARAM" ] || skip "no FUSE over io_uring in this kernel (Linux 6.14+)"
+}
+
+conf() {	# conf CACHE AIO
+	printf '[global]\ncache = %s\naio = %s\n' "$1" "$2" >"$VC_CONF"
+}
+
+@test "--fuse-uring takes auto, on or off, nothing else" {
+	run "$VCACHEFS" -f --fuse-uring maybe "$VC_SRC" "$VC_MNT"
+	assert_failure
+	assert_output --partial "--fuse-uring: 'maybe' is not auto, on or off"
+	run "$VCACHEFS" --help
+	assert_output --partial "--fuse-uring auto|on|off"
+}
+
+@test "enable_uring off: 'on' refuses to start and says why; 'auto' serves through /dev/fuse" {
+	fr_need
+	echo N >"$FR_PARAM"
+	run "$VCACHEFS" -f --fuse-uring on "$VC_SRC" "$VC_MNT"
+	assert_failure
+	assert_output --partial "--fuse-uring on: FUSE over io_uring is off (echo Y > $FR_PARAM)"
+	if vc_is_mounted "$VC_MNT"; then fail "mounted although refused"; fi
+	vc_mount --fuse-uring auto "$VC_SRC" "$VC_MNT"
+	echo data >"$VC_MNT/f"
+	[ "$(cat "$VC_SRC/f")" = data ]
+	grep -q "FUSE requests go through /dev/fuse: FUSE over io_uring is off" "$VC_LOG"
+	if grep -q "go through io_uring" "$VC_LOG"; then fail "claims the ring"; fi
+}
+
+# The observable fact: with the ring, the daemon answers requests without
+# read(2)/writev(2) on /dev/fuse; without it, every request costs both.
+fuse_syscalls() {	# MODE; sets FR_WRITEV (on /dev/fuse) and FR_ENTER during fio
+	local ffd
+	export ASAN_OPTIONS=detect_leaks=0	# LeakSanitizer cannot run under ptrace
+	conf none native
+	vc_mount --fuse-uring "$1" -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	fio --name=fill --filename="$VC_MNT/img" --size=16M --bs=1M --rw=write \
+		--direct=1 --ioengine=psync >/dev/null
+	ffd=$(mh_fuse_fd)
+	mh_strace_start "$VC_TMP/strace.log" writev,io_uring_enter
+	fio --name=r --filename="$VC_MNT/img" --size=16M --bs=4k --rw=randread \
+		--direct=1 --ioengine=io_uring --iodepth=32 --number_ios=2000 >/dev/null
+	mh_strace_stop
+	FR_WRITEV=$(grep -c "writev($ffd," "$VC_TMP/strace.log" || true)
+	FR_ENTER=$(grep -c io_uring_enter "$VC_TMP/strace.log" || true)
+	echo "writev on /dev/fuse: $FR_WRITEV, io_uring_enter: $FR_ENTER"
+}
+
+@test "enable_uring on: 2000 reads through the ring, no replies written to /dev/fuse" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	fuse_syscalls on
+	grep -q "FUSE requests go through io_uring: [0-9]* queues" "$VC_LOG"
+	[ "$FR_WRITEV" -lt 10 ] || fail "$FR_WRITEV replies still went through /dev/fuse"
+	[ "$FR_ENTER" -gt 0 ]
+}
+
+@test "the same reads with --fuse-uring off: one writev reply each (the check can fail)" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	fuse_syscalls off
+	[ "$FR_WRITEV" -ge 2000 ]
+}
+
+@test "ring: fio crc32c at QD32 in every aio mode, and the backing bytes match" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	for m in "none native" "none threads" "writeback io_uring" "writeback threads" "directsync native"; do
+		# shellcheck disable=SC2086
+		conf $m
+		vc_mount --fuse-uring on -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+		run fio --name=a --filename="$VC_MNT/a.img" --size=16M --bs=4k --rw=randwrite \
+			--ioengine=io_uring --iodepth=32 --direct=1 --verify=crc32c \
+			--do_verify=1 --verify_fatal=1 --verify_state_save=0
+		assert_success
+		run "$VC_TOOLS/difftest" --test "$VC_MNT/d.img" --ref "$VC_TMP/d.ref" \
+			--seed 21 --ops 1000 --direct
+		assert_success
+		vc_umount
+		cmp "$VC_SRC/d.img" "$VC_TMP/d.ref"
+		rm -f "$VC_SRC"/*.img "$VC_TMP/d.ref"
+	done
+	if grep -q "go through /dev/fuse" "$VC_LOG"; then fail "fell back to /dev/fuse"; fi
+}
+
+@test "ring: a client killed mid-I/O leaves the daemon serving and stopping cleanly" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	conf none native
+	vc_mount --fuse-uring on -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	fio --name=fill --filename="$VC_MNT/img" --size=32M --bs=1M --rw=write \
+		--direct=1 --ioengine=psync >/dev/null
+	fio --name=k --filename="$VC_MNT/img" --size=32M --bs=64k --rw=randrw \
+		--direct=1 --ioengine=io_uring --iodepth=32 --runtime=30 --time_based --thread \
+		>/dev/null 2>&1 &
+	local fpid=$!
+	sleep 1
+	kill -KILL "$fpid"
+	wait "$fpid" 2>/dev/null || true
+	run dd if="$VC_MNT/img" of=/dev/null bs=1M iflag=direct status=none
+	assert_success
+	vc_umount
+	vc_check_log
+}
