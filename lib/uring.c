@@ -22,6 +22,8 @@ struct uring_req {
 	struct vc_image *img;
 	int op;				/* VC_OP_* */
 	char *buf;			/* pool buffer, or NULL */
+	const char *src;		/* write: the caller's aligned payload, used
+					 * in place (no pool buffer) */
 	off_t off;			/* start of the submitted range */
 	size_t len, done;		/* submitted length and progress */
 	size_t head, want;		/* read: bytes to skip, at most to deliver */
@@ -103,7 +105,7 @@ uring_prep(struct uring_req *req)
 		break;
 	case VC_OP_WRITE:
 		io_uring_prep_write(sqe, req->img->fd,
-		    req->buf + req->done,
+		    (req->src != NULL ? req->src : req->buf) + req->done,
 		    (unsigned)(req->len - req->done), req->off + req->done);
 		sqe->rw_flags = req->rwf;
 		break;
@@ -462,6 +464,7 @@ uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
 	req->img = img;
 	req->op = op;
 	req->buf = NULL;
+	req->src = NULL;
 	req->off = 0;
 	req->len = req->done = req->head = req->want = 0;
 	req->rwf = 0;
@@ -521,13 +524,21 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 	req->off = off;
 	req->len = req->want = len;
 	req->rwf = rwf;
-	/* The one copy an O_DIRECT write needs: into aligned memory. */
-	req->buf = bufpool_get(&u->pool, len);
-	if (req->buf == NULL) {
-		uring_req_put(u, req);
-		return -EAGAIN;
+	if (uring_tls != NULL &&
+	    ((uintptr_t)buf & (img->dio_mem_align - 1)) == 0) {
+		/* A FUSE ring entry's payload is page aligned and stays
+		 * until the reply: write it in place. */
+		req->src = buf;
+	} else {
+		/* The one copy an O_DIRECT write needs: into aligned memory
+		 * (libfuse's receive buffer is reused once we return). */
+		req->buf = bufpool_get(&u->pool, len);
+		if (req->buf == NULL) {
+			uring_req_put(u, req);
+			return -EAGAIN;
+		}
+		memcpy(req->buf, buf, len);
 	}
-	memcpy(req->buf, buf, len);
 	gate_shared(&img->sizelock);
 	req->gated = true;
 	io_inflight_enter(img);

@@ -4,6 +4,9 @@
 # A benchmark, not a test: it never fails on a number.
 #   QUICK=1  short runs (whole bench under 3 minutes)
 #   ROWS="3 6"  only these rows (1-6);  MODES="none:native writeback:threads"
+#   FUSE_URING=off  requests through /dev/fuse (default: through io_uring
+#                   where the kernel has it; the fuse module's enable_uring
+#                   parameter is set to Y for the run and put back after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VCACHEFS=${VCACHEFS:-$PWD/build/vcachefs}
@@ -14,7 +17,15 @@ work=$(mktemp -d /var/tmp/vcachefs-bench.XXXXXX)
 src=$work/src; mnt=$work/mnt; conf=$work/vcachefs.conf
 mkdir -p "$src" "$mnt"
 pid=""
+param=/sys/module/fuse/parameters/enable_uring
+old_param=""
+FUSE_URING=${FUSE_URING:-auto}
+if [ "$FUSE_URING" != off ] && [ -w "$param" ]; then
+	old_param=$(cat "$param")
+	echo Y >"$param"
+fi
 cleanup() {
+	[ -z "$old_param" ] || echo "$old_param" >"$param"
 	if grep -q " $mnt fuse" /proc/mounts; then fusermount3 -u "$mnt" || umount -l "$mnt"; fi
 	[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
 	rm -rf "$work"
@@ -54,7 +65,7 @@ printf '%-28s %-20s %10s %10s %7s %10s %10s\n' row mode "vcachefs" "native" rati
 for m in "${modes[@]}"; do
 	read -r cache aio <<<"$m"
 	printf '[global]\ncache = %s\naio = %s\n' "$cache" "$aio" >"$conf"
-	"$VCACHEFS" -f ${VCACHEFS_OPTS:-} -c "$conf" "$src" "$mnt" 2>"${DAEMON_LOG:-$work/daemon.log}" &
+	"$VCACHEFS" -f --fuse-uring "$FUSE_URING" ${VCACHEFS_OPTS:-} -c "$conf" "$src" "$mnt" 2>"${DAEMON_LOG:-$work/daemon.log}" &
 	pid=$!
 	for _ in $(seq 100); do grep -q " $mnt fuse" /proc/mounts && break; sleep 0.05; done
 	# Lay the files out once so every run reads real data.
@@ -79,6 +90,11 @@ for m in "${modes[@]}"; do
 			printf "%-28s %-20s %10d %10d %7.2f %10.1f %10.1f\n", n, m, v, r,
 			    r ? v / r : 0, cpu * 1e6 / q, b ? cpu * 1e3 / (b / 2^30) : 0 }'
 	done
+	if grep -q "go through io_uring" "${DAEMON_LOG:-$work/daemon.log}"; then
+		transport="FUSE over io_uring"
+	else
+		transport="/dev/fuse"
+	fi
 	fusermount3 -u "$mnt"; wait "$pid" || true; pid=""
 done
-echo "machine: $(nproc) cores, $(uname -r), $(df -T "$src" | awk 'NR==2 { print $2 }') backing"
+echo "machine: $(nproc) cores, $(uname -r), $(df -T "$src" | awk 'NR==2 { print $2 }') backing, requests through $transport"

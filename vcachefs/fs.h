@@ -29,6 +29,7 @@ struct vc_fs {
 	bool resolver_ok;
 	bool uring_ok;			/* uring is set up */
 	bool fuse_uring;		/* FUSE requests may come through io_uring */
+	char fuse_uring_why[160];	/* why not, for the log */
 };
 
 /* The low-level operations table. */

@@ -340,6 +340,8 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 			if (o->fuse_uring == VC_FUSE_URING_ON)
 				return -1;
 			fs->fuse_uring = false;
+			snprintf(fs->fuse_uring_why, sizeof(fs->fuse_uring_why),
+			    "the ring could not be set up");
 		}
 	}
 	r = stop_start(fs, conn);
@@ -353,6 +355,10 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 	}
 	log_info("serving %s at %s (pid %d)", fs->source, fs->mountpoint,
 	    (int)getpid());
+	/* Said once the log goes where the daemon's messages go. */
+	if (!fs->fuse_uring && o->fuse_uring == VC_FUSE_URING_AUTO)
+		log_info("FUSE requests go through /dev/fuse: %s",
+		    fs->fuse_uring_why);
 	lc = fuse_loop_cfg_create();
 	if (lc == NULL) {
 		stop_finish();
@@ -432,15 +438,12 @@ main(int argc, char **argv)
 	if (preflight_fuse(strstr(o.mount_opts, "allow_other") != NULL) < 0)
 		goto out_cfg;
 	if (o.fuse_uring != VC_FUSE_URING_OFF) {
-		char why[160];
-
-		fs.fuse_uring = fuse_uring_available(why, sizeof(why)) == 1;
+		fs.fuse_uring = fuse_uring_available(fs.fuse_uring_why,
+		    sizeof(fs.fuse_uring_why)) == 1;
 		if (!fs.fuse_uring && o.fuse_uring == VC_FUSE_URING_ON) {
-			log_warnx("--fuse-uring on: %s", why);
+			log_warnx("--fuse-uring on: %s", fs.fuse_uring_why);
 			goto out_cfg;
 		}
-		if (!fs.fuse_uring)
-			log_info("FUSE requests go through /dev/fuse: %s", why);
 	}
 
 	/* Open the source before mounting: in place, the mount will cover it. */

@@ -23,7 +23,8 @@ enum preflight_state { PF_ALIVE, PF_STALE, PF_HUNG };
 
 /*
  * stat the mount root in a child, so a hung daemon cannot hang us:
- * ENOTCONN means its daemon died, a timeout means it does not answer.
+ * an error (ENOTCONN, or ECONNABORTED after FUSE over io_uring) means
+ * its daemon died, a timeout means it does not answer.
  */
 static enum preflight_state
 preflight_probe(const char *path)
