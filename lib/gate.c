@@ -30,6 +30,19 @@ gate_shared(struct vc_gate *g)
 	pthread_mutex_unlock(&g->lock);
 }
 
+bool
+gate_try_shared(struct vc_gate *g)
+{
+	bool ok;
+
+	pthread_mutex_lock(&g->lock);
+	ok = !g->exclusive && g->waiting_excl == 0;
+	if (ok)
+		g->shared++;
+	pthread_mutex_unlock(&g->lock);
+	return ok;
+}
+
 void
 gate_exclusive(struct vc_gate *g)
 {

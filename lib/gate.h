@@ -22,6 +22,9 @@ struct vc_gate {
 void gate_init(struct vc_gate *g);
 void gate_destroy(struct vc_gate *g);
 void gate_shared(struct vc_gate *g);
+/* Shared without waiting: false when it would wait (an exclusive holder
+ * or waiter), for threads that must not block. */
+bool gate_try_shared(struct vc_gate *g);
 void gate_exclusive(struct vc_gate *g);
 /* Release whichever mode the caller's request holds. */
 void gate_release_shared(struct vc_gate *g);

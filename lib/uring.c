@@ -231,6 +231,15 @@ uring_resubmit(struct uring_req *req)
 		return;
 	}
 	rc->batch[rc->nbatch++] = req;
+	/*
+	 * A local ring's thread goes on to dispatch other requests, which may
+	 * take an image's fdlock for writing (image_upgrade): submit now, so
+	 * no read lock is held past this call.
+	 */
+	if (rc->tag != 0) {
+		io_uring_submit(rc->ring);
+		uring_local_flushed(rc);
+	}
 }
 
 void
@@ -486,24 +495,34 @@ uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
 		start = io_align_down(off, img->dio_align);
 		end = io_align_up(end, img->dio_align);
 	}
+	/* A thread with its own ring must not wait for the gate: the holder
+	 * it would wait for may need a completion only this thread reaps. */
+	if (img->policy->o_direct && uring_tls != NULL &&
+	    !gate_try_shared(&img->sizelock))
+		return -EAGAIN;
 	req = uring_new(u, img, VC_OP_READ, done, arg);
 	if (req == NULL)
-		return -EAGAIN;
+		goto fail;
 	req->len = (size_t)(end - start);
 	req->buf = bufpool_get(&u->pool, req->len);
 	if (req->buf == NULL) {
 		uring_req_put(u, req);
-		return -EAGAIN;
+		goto fail;
 	}
 	req->off = start;
 	req->head = (size_t)(off - start);
 	req->want = len;
 	if (img->policy->o_direct) {
-		gate_shared(&img->sizelock);
+		if (uring_tls == NULL)
+			gate_shared(&img->sizelock);
 		req->gated = true;
 	}
 	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
+fail:
+	if (img->policy->o_direct && uring_tls != NULL)
+		gate_release_shared(&img->sizelock);
+	return -EAGAIN;
 }
 
 int
@@ -518,9 +537,11 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 	    io_align_down(off, img->dio_align) != off ||
 	    io_align_down((off_t)len, img->dio_align) != (off_t)len)
 		return -EAGAIN;
+	if (uring_tls != NULL && !gate_try_shared(&img->sizelock))
+		return -EAGAIN;		/* see uring_read */
 	req = uring_new(u, img, VC_OP_WRITE, done, arg);
 	if (req == NULL)
-		return -EAGAIN;
+		goto fail;
 	req->off = off;
 	req->len = req->want = len;
 	req->rwf = rwf;
@@ -535,15 +556,20 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 		req->buf = bufpool_get(&u->pool, len);
 		if (req->buf == NULL) {
 			uring_req_put(u, req);
-			return -EAGAIN;
+			goto fail;
 		}
 		memcpy(req->buf, buf, len);
 	}
-	gate_shared(&img->sizelock);
+	if (uring_tls == NULL)
+		gate_shared(&img->sizelock);
 	req->gated = true;
 	io_inflight_enter(img);
 	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
+fail:
+	if (uring_tls != NULL)
+		gate_release_shared(&img->sizelock);
+	return -EAGAIN;
 }
 
 int

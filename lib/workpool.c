@@ -20,6 +20,7 @@ struct work {
 	off_t off;
 	bool sync;
 	vc_io_done done;
+	void (*fn)(void *);
 	void *arg;
 };
 
@@ -56,6 +57,9 @@ wp_run(struct work *w)
 	ssize_t n;
 
 	switch (w->op) {
+	case VC_WORK_CALL:
+		w->fn(w->arg);
+		return;
 	case VC_WORK_READ:
 		n = io_read(w->img, w->len, w->off, &data);
 		break;
@@ -145,28 +149,17 @@ workpool_stop(void)
 	pthread_mutex_unlock(&P.lock);
 }
 
-int
-workpool_submit(enum vc_work_op op, struct vc_image *img, const void *buf,
-    size_t len, off_t off, bool sync, vc_io_done done, void *arg)
+/* Queue w, or give it back and return -EAGAIN when the pool is stopped. */
+static int
+wp_queue(struct work *w)
 {
-	struct work *w;
-
 	pthread_mutex_lock(&P.lock);
 	if (!P.running || P.stopping) {
 		pthread_mutex_unlock(&P.lock);
+		free(w);
 		return -EAGAIN;
 	}
-	w = P.free;
-	if (w != NULL)
-		P.free = w->next;
-	pthread_mutex_unlock(&P.lock);
-	if (w == NULL && (w = malloc(sizeof(*w))) == NULL)
-		return -EAGAIN;
-	*w = (struct work){
-		.op = op, .img = img, .buf = buf, .len = len, .off = off,
-		.sync = sync, .done = done, .arg = arg,
-	};
-	pthread_mutex_lock(&P.lock);
+	w->next = NULL;
 	if (P.tail != NULL)
 		P.tail->next = w;
 	else
@@ -175,4 +168,43 @@ workpool_submit(enum vc_work_op op, struct vc_image *img, const void *buf,
 	pthread_cond_signal(&P.cond);
 	pthread_mutex_unlock(&P.lock);
 	return 0;
+}
+
+static struct work *
+wp_get(void)
+{
+	struct work *w;
+
+	pthread_mutex_lock(&P.lock);
+	w = P.running && !P.stopping ? P.free : NULL;
+	if (w != NULL)
+		P.free = w->next;
+	pthread_mutex_unlock(&P.lock);
+	return w != NULL ? w : malloc(sizeof(*w));
+}
+
+int
+workpool_submit(enum vc_work_op op, struct vc_image *img, const void *buf,
+    size_t len, off_t off, bool sync, vc_io_done done, void *arg)
+{
+	struct work *w = wp_get();
+
+	if (w == NULL)
+		return -EAGAIN;
+	*w = (struct work){
+		.op = op, .img = img, .buf = buf, .len = len, .off = off,
+		.sync = sync, .done = done, .arg = arg,
+	};
+	return wp_queue(w);
+}
+
+int
+workpool_call(void (*fn)(void *), void *arg)
+{
+	struct work *w = wp_get();
+
+	if (w == NULL)
+		return -EAGAIN;
+	*w = (struct work){ .op = VC_WORK_CALL, .fn = fn, .arg = arg };
+	return wp_queue(w);
 }

@@ -22,11 +22,14 @@ void workpool_stop(void);
 void workpool_set_nonblocking(bool on);
 bool workpool_should_offload(void);
 
-enum vc_work_op { VC_WORK_READ, VC_WORK_WRITE, VC_WORK_FSYNC };
+enum vc_work_op { VC_WORK_READ, VC_WORK_WRITE, VC_WORK_FSYNC, VC_WORK_CALL };
 
 /* Queue one request. Returns 0, or -EAGAIN when the pool is not running
  * (the caller then does it itself). */
 int workpool_submit(enum vc_work_op op, struct vc_image *img, const void *buf,
     size_t len, off_t off, bool sync, vc_io_done done, void *arg);
+
+/* Queue fn(arg) (VC_WORK_CALL). Returns 0 or -EAGAIN as above. */
+int workpool_call(void (*fn)(void *), void *arg);
 
 #endif

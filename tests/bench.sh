@@ -25,9 +25,9 @@ if [ "$FUSE_URING" != off ] && [ -w "$param" ]; then
 	echo Y >"$param"
 fi
 cleanup() {
-	[ -z "$old_param" ] || echo "$old_param" >"$param"
 	if grep -q " $mnt fuse" /proc/mounts; then fusermount3 -u "$mnt" || umount -l "$mnt"; fi
 	[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+	[ -z "$old_param" ] || echo "$old_param" >"$param"
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -58,7 +58,8 @@ run_fio() {
 		--runtime="$runtime" --time_based --ramp_time="${ramp}s" --output-format=terse \
 		--terse-version=3 --group_reporting 2>/dev/null)
 	# terse v3: field 8 read iops, 49 write iops; 6/47 read/write KiB total
-	awk -F';' '{ printf "%d %d\n", $8 + $49, ($6 + $47) * 1024 }' <<<"$out"
+	# %.0f: byte counts pass 2^31, where some awks' %d stops.
+	awk -F';' '{ printf "%.0f %.0f\n", $8 + $49, ($6 + $47) * 1024 }' <<<"$out"
 }
 
 printf '%-28s %-20s %10s %10s %7s %10s %10s\n' row mode "vcachefs" "native" ratio "cpu us/req" "cpu ms/GiB"

@@ -38,6 +38,7 @@
 #define FR_CMD_COMMIT_AND_FETCH	2
 #define FR_HDR_INOUT		128
 #define FR_HDR_OPIN		128
+#define FR_OVER_IO_URING_FLAGS2	(1u << 9)	/* FUSE_OVER_IO_URING >> 32 */
 
 struct fr_ent_in_out {
 	uint64_t flags;
@@ -78,6 +79,7 @@ struct fr_ent {
 	char *mem;			/* mapping: FR_PREFIX + payload */
 	struct iovec iov[2];		/* header and payload, for REGISTER */
 	_Atomic uint64_t unique;	/* the request held, 0 when none */
+	struct fuse_buf req;		/* the rebuilt request, for the pool */
 	enum fr_state state;		/* owner thread only */
 	struct fr_ent *next;		/* on t->replied */
 };
@@ -108,6 +110,7 @@ static struct {
 	struct fr_ent **all;		/* every entry, for reply lookup */
 	unsigned nall;
 	_Atomic uint64_t init_unique;	/* the INIT request, seen by fr_read */
+	_Atomic bool init_offers_ring;	/* INIT offered FUSE_OVER_IO_URING */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool init_done, stopping;	/* under lock */
@@ -317,11 +320,45 @@ fr_read(int fd, void *buf, size_t len, void *userdata)
 	ssize_t n = read(fd, buf, len);
 
 	(void)userdata;
-	if (n >= (ssize_t)sizeof(struct fuse_in_header) &&
-	    ((struct fuse_in_header *)buf)->opcode == FUSE_INIT)
+	if (n >= (ssize_t)(sizeof(struct fuse_in_header) +
+	    sizeof(struct fuse_init_in)) &&
+	    ((struct fuse_in_header *)buf)->opcode == FUSE_INIT) {
+		const struct fuse_init_in *in = (const void *)((const char *)buf +
+		    sizeof(struct fuse_in_header));
+
+		atomic_store(&G.init_offers_ring, (in->flags & FUSE_INIT_EXT) &&
+		    (in->flags2 & FR_OVER_IO_URING_FLAGS2));
 		atomic_store(&G.init_unique,
 		    ((struct fuse_in_header *)buf)->unique);
+	}
 	return n;
+}
+
+/*
+ * Tell the kernel, in libfuse's INIT reply, that we take requests through
+ * io_uring: libfuse 3.14 cannot say it (flags2 beyond its 32-bit want).
+ * With the flag the kernel holds new requests until every queue has
+ * registered, and keeps taking commits even if enable_uring is turned
+ * off while mounted.
+ */
+static void
+fr_init_reply(struct iovec *iov, int count)
+{
+	struct fuse_init_out *out;
+	bool ok;
+
+	pthread_mutex_lock(&G.lock);
+	ok = G.nthreads > 0 && !G.stopping;
+	pthread_mutex_unlock(&G.lock);
+	if (!ok || !atomic_load(&G.init_offers_ring) || count < 2 ||
+	    iov[1].iov_len < offsetof(struct fuse_init_out, flags2) +
+	    sizeof(out->flags2))
+		return;
+	out = iov[1].iov_base;
+	if (((struct fuse_out_header *)iov[0].iov_base)->error != 0)
+		return;
+	out->flags |= FUSE_INIT_EXT;
+	out->flags2 |= FR_OVER_IO_URING_FLAGS2;
 }
 
 /* Every reply libfuse sends: into its ring entry, or to /dev/fuse. */
@@ -337,6 +374,8 @@ fr_writev(int fd, struct iovec *iov, int count, void *userdata)
 		e = fr_find(oh->unique);
 	if (e != NULL)
 		return fr_reply(e, iov, count);
+	if (oh->unique != 0 && oh->unique == atomic_load(&G.init_unique))
+		fr_init_reply(iov, count);
 	n = writev(fd, iov, count);
 	/* The kernel takes ring registrations once INIT is answered. */
 	if (n >= 0 && oh->unique != 0 && oh->unique == atomic_load(&G.init_unique))
@@ -358,6 +397,14 @@ fuse_uring_attach(struct fuse_session *se)
 	G.se = se;
 	G.devfd = fd;
 	return 0;
+}
+
+static void
+fr_process(void *arg)
+{
+	struct fr_ent *e = arg;
+
+	fuse_session_process_buf(G.se, &e->req);
 }
 
 /*
@@ -395,9 +442,28 @@ fr_dispatch(struct fr_ent *e)
 	start = e->payload - opsz - sizeof(in);
 	memcpy(start, &in, sizeof(in));
 	memcpy(start + sizeof(in), e->hdr->op_in, opsz);
-	fuse_session_process_buf(G.se, &(struct fuse_buf){
-		.mem = start, .size = in.len,
-	});
+	e->req = (struct fuse_buf){ .mem = start, .size = in.len };
+	/*
+	 * Data requests are served here: they never wait for the disk in this
+	 * thread (io.c sends what would wait to the pool). Everything else
+	 * may wait (opening probes images, truncate and fallocate wait for
+	 * this thread's own I/O to drain), so it runs in the pool.
+	 */
+	switch (in.opcode) {
+	case FUSE_READ:
+	case FUSE_WRITE:
+	case FUSE_FSYNC:
+	case FUSE_FLUSH:
+	case FUSE_GETATTR:
+	case FUSE_LOOKUP:
+	case FUSE_STATFS:
+		break;
+	default:
+		if (workpool_call(fr_process, e) == 0)
+			return;
+		break;
+	}
+	fr_process(e);
 }
 
 /* Arm (again) the multishot poll on the thread's eventfd. */
@@ -611,6 +677,8 @@ fr_alloc(unsigned nthreads, unsigned depth)
 	if (G.threads == NULL || G.all == NULL)
 		return -ENOMEM;
 	G.nthreads = nthreads;
+	for (unsigned i = 0; i < nthreads; i++)
+		G.threads[i].efd = -1;
 	for (unsigned i = 0; i < nthreads; i++) {
 		struct fr_thread *t = &G.threads[i];
 
@@ -678,8 +746,10 @@ fuse_uring_start(struct vc_fs *fs, unsigned nthreads, unsigned depth)
 			r = G.threads[i].setup;
 	}
 	pthread_mutex_unlock(&G.lock);
-	if (r < 0)
+	if (r < 0) {
 		fuse_uring_stop();
+		fuse_uring_free();
+	}
 	return r;
 }
 
@@ -703,7 +773,13 @@ fuse_uring_stop(void)
 			continue;
 		eventfd_write(t->efd, 1);
 		pthread_join(t->tid, NULL);
+		t->started = false;
 	}
 	atomic_store(&G.active, false);
+}
+
+void
+fuse_uring_free(void)
+{
 	fr_free();
 }

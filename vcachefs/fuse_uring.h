@@ -63,8 +63,11 @@ bool fuse_uring_active(void);
 
 /*
  * After the session loop ended: wait until every request a queue thread
- * took has been answered, then stop and free the queues.
+ * took has been answered, then stop the queue threads.
  */
 void fuse_uring_stop(void);
+/* Free the entries, once nothing can send a reply any more (after the
+ * pool and the io_uring engine stopped). */
+void fuse_uring_free(void);
 
 #endif

@@ -350,6 +350,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 		if (fs->fuse_uring) {
 			fuse_uring_stop();
 			workpool_stop();
+			fuse_uring_free();
 		}
 		return -1;
 	}
@@ -362,6 +363,11 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 	lc = fuse_loop_cfg_create();
 	if (lc == NULL) {
 		stop_finish();
+		if (fs->fuse_uring) {
+			fuse_uring_stop();
+			workpool_stop();
+			fuse_uring_free();
+		}
 		return -1;
 	}
 	fuse_loop_cfg_set_max_threads(lc, o->threads);
@@ -381,6 +387,8 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 		fs->uring_ok = false;
 		fs->registry.uring = NULL;
 	}
+	if (fs->fuse_uring)
+		fuse_uring_free();	/* no reply can come any more */
 	/* In-flight requests are done: make what was written durable. */
 	r2 = itable_syncfs(&fs->itable);
 	if (r2 < 0)
