@@ -36,18 +36,18 @@ static struct {
 	.cond = PTHREAD_COND_INITIALIZER,
 };
 
-static __thread bool wp_nonblocking;
+static __thread const unsigned *wp_load;
 
 void
-workpool_set_nonblocking(bool on)
+workpool_set_nonblocking(const unsigned *load)
 {
-	wp_nonblocking = on;
+	wp_load = load;
 }
 
 bool
 workpool_should_offload(void)
 {
-	return wp_nonblocking;
+	return wp_load != NULL && *wp_load > 1;
 }
 
 static void

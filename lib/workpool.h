@@ -17,9 +17,15 @@ int workpool_start(unsigned n);
 /* Finish the queued requests and stop the workers. */
 void workpool_stop(void);
 
-/* Mark the calling thread as one that must not wait for the disk: its
- * synchronous requests then go to the pool (when it runs). */
-void workpool_set_nonblocking(bool on);
+/*
+ * Mark the calling thread as one that serves many requests: while *load
+ * (the requests it has taken and not answered, this one included) is above
+ * 1, its synchronous requests go to the pool (when it runs). Alone, it
+ * does them itself: nobody waits behind it, and the hop to a worker and
+ * back would only add two wake-ups to the request (make bench, row 5).
+ * NULL clears the mark.
+ */
+void workpool_set_nonblocking(const unsigned *load);
 bool workpool_should_offload(void);
 
 enum vc_work_op { VC_WORK_READ, VC_WORK_WRITE, VC_WORK_FSYNC, VC_WORK_CALL };

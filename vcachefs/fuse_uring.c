@@ -94,6 +94,8 @@ struct fr_thread {
 	struct fr_ent *ents;
 	unsigned nents;
 	unsigned nkernel, nuser;	/* entries in each state; owner only */
+	unsigned load;			/* nuser + requests of this batch not yet
+					 * dispatched; owner only */
 	pthread_mutex_t lock;
 	struct fr_ent *replied;		/* answered elsewhere; under lock */
 	bool sleeping, kicked;		/* under lock */
@@ -229,8 +231,10 @@ fr_prep_cmd(struct fr_ent *e, unsigned op, uint64_t commit_id)
 
 	if (sqe == NULL) {		/* cannot happen: the ring has room */
 		log_warnx("FUSE ring: no submission entry; entry lost");
-		if (e->state == FR_USER)
+		if (e->state == FR_USER) {
 			t->nuser--;
+			t->load -= t->load > 0;
+		}
 		e->state = FR_DEAD;
 		return;
 	}
@@ -246,8 +250,10 @@ fr_prep_cmd(struct fr_ent *e, unsigned op, uint64_t commit_id)
 	cr->commit_id = commit_id;
 	cr->qid = (uint16_t)t->qid;
 	io_uring_sqe_set_data(sqe, e);
-	if (e->state == FR_USER)
+	if (e->state == FR_USER) {
 		t->nuser--;
+		t->load -= t->load > 0;
+	}
 	e->state = FR_KERNEL;
 	t->nkernel++;
 }
@@ -562,6 +568,15 @@ fr_loop(struct fr_thread *t)
 			uring_local_flushed(&t->local);
 		}
 
+		/* How many requests this batch brings, for t->load. */
+		t->load = t->nuser;
+		io_uring_for_each_cqe(&t->ring, head, cqe) {
+			void *data = io_uring_cqe_get_data(cqe);
+
+			if (data != &t->efd && !((uintptr_t)data & 1) &&
+			    cqe->res >= 0)
+				t->load++;
+		}
 		io_uring_for_each_cqe(&t->ring, head, cqe) {
 			void *data = io_uring_cqe_get_data(cqe);
 
@@ -638,7 +653,7 @@ fr_thread_main(void *arg)
 	t->local.ring = &t->ring;
 	t->local.tag = 1;
 	uring_local_set(&t->local);
-	workpool_set_nonblocking(true);	/* disk waits go to the pool */
+	workpool_set_nonblocking(&t->load);	/* disk waits go to the pool */
 	fr_register_all(t);
 	fr_loop(t);
 	uring_local_set(NULL);
