@@ -740,6 +740,11 @@ fuse_uring_start(struct vc_fs *fs, unsigned nthreads, unsigned depth)
 		return -ENODEV;
 	if (nthreads < G.nqueues)
 		nthreads = G.nqueues;	/* every queue needs a thread */
+	/* Each entry holds a 1 MiB payload: on many CPUs, fewer per queue. */
+	if (depth * nthreads > VC_FUSE_URING_ENTRIES_MAX)
+		depth = VC_FUSE_URING_ENTRIES_MAX / nthreads;
+	if (depth < VC_FUSE_URING_DEPTH_MIN)
+		depth = VC_FUSE_URING_DEPTH_MIN;
 	/* The kernel wants room for its largest request or reply. */
 	G.payload_sz = VC_IO_MAX;
 	if (page > 0)

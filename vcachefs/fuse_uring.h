@@ -33,6 +33,10 @@ enum vc_fuse_uring_mode {
  * the disk, measured best (make bench, 2 CPUs): more threads with fewer
  * entries each spread the requests of one CPU over sleeping threads. */
 #define VC_FUSE_URING_DEPTH	32
+/* At most this many entries in all (1 MiB of payload each, touched only
+ * as far as requests fill them), but never fewer than DEPTH_MIN a thread. */
+#define VC_FUSE_URING_ENTRIES_MAX	128
+#define VC_FUSE_URING_DEPTH_MIN		8
 
 #define VC_FUSE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
 

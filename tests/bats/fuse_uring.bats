@@ -126,3 +126,24 @@ fuse_syscalls() {	# MODE; sets FR_WRITEV (on /dev/fuse) and FR_ENTER during fio
 	vc_umount
 	vc_check_log
 }
+
+# The INIT reply tells the kernel we take requests through io_uring
+# (FUSE_OVER_IO_URING, which libfuse 3.14 cannot send): the connection then
+# keeps the ring even if the parameter is turned off while mounted.
+# Without the flag every commit would fail and the requests would hang.
+@test "ring: turning enable_uring off while mounted does not strand requests" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	conf none native
+	vc_mount --fuse-uring on -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	grep -q "FUSE requests go through io_uring" "$VC_LOG"
+	echo N >"$FR_PARAM"
+	run timeout 20 fio --name=t --filename="$VC_MNT/img" --size=8M --bs=4k \
+		--rw=randrw --direct=1 --ioengine=io_uring --iodepth=16 \
+		--number_ios=2000 --verify=crc32c --do_verify=1 --verify_state_save=0
+	assert_success
+	run timeout 10 ls "$VC_MNT"
+	assert_success
+	vc_umount
+	vc_check_log
+}
