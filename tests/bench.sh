@@ -78,11 +78,16 @@ for m in "${modes[@]}"; do
 	for row in "${rows[@]}"; do
 		i=$((i + 1)); want_row $i || continue
 		name=${row%%|*}
+		# Each run starts with no dirty data left by the previous row (a
+		# writeback image keeps row 4's writes in the page cache, which
+		# row 5's first flushes would otherwise pay for).
+		sync
 		# CPU is sampled once fio's ramp is over, so it covers the measured window.
 		run_fio "$mnt/img" "$row" >"$work/fio.out" &
 		sleep "$ramp"; c0=$(cpu_ticks "$pid")
 		wait $!; c1=$(cpu_ticks "$pid")
 		read -r viops vbytes <"$work/fio.out"
+		sync
 		read -r niops _ < <(run_fio "$src/ref" "$row")
 		reqs=$((viops * runtime)); [ "$reqs" -gt 0 ] || reqs=1
 		awk -v n="$name" -v m="$cache+$aio" -v v="$viops" -v r="$niops" \
