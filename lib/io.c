@@ -571,9 +571,12 @@ io_submit_read(struct vc_image *img, size_t len, off_t off, vc_io_done done,
 	if (img->uring != NULL && uring_read(img->uring, img, len, off, done,
 	    arg) == 0)
 		return;
-	if (offload && workpool_submit(VC_WORK_READ, img, NULL, len, off, false,
-	    done, arg) == 0)
+	if (offload) {
+		if (workpool_submit(VC_WORK_READ, img, NULL, len, off, false,
+		    done, arg) < 0)
+			done(arg, -ENOMEM, NULL);
 		return;
+	}
 	n = io_read(img, len, off, &data);
 	done(arg, n, data);
 }
@@ -596,10 +599,12 @@ io_submit_write(struct vc_image *img, const void *buf, size_t len, off_t off,
 	    uring_write(img->uring, img, buf, len, off, rwf, done, arg) == 0)
 		return;
 	if (workpool_should_offload() && (img->policy->o_direct || rwf != 0 ||
-	    img->policy->write_durable) &&
-	    workpool_submit(VC_WORK_WRITE, img, buf, len, off, dsync, done,
-	    arg) == 0)
+	    img->policy->write_durable)) {
+		if (workpool_submit(VC_WORK_WRITE, img, buf, len, off, dsync,
+		    done, arg) < 0)
+			done(arg, -ENOMEM, NULL);
 		return;
+	}
 	done(arg, io_write(img, buf, len, off, dsync), NULL);
 }
 
@@ -621,8 +626,11 @@ io_submit_fsync(struct vc_image *img, bool datasync, vc_io_done done,
 	if (img->uring != NULL && img->aio == VC_AIO_IO_URING &&
 	    uring_fsync(img->uring, img, datasync, done, arg) == 0)
 		return;
-	if (workpool_should_offload() && workpool_submit(VC_WORK_FSYNC, img,
-	    NULL, 0, 0, datasync, done, arg) == 0)
+	if (workpool_should_offload()) {
+		if (workpool_submit(VC_WORK_FSYNC, img, NULL, 0, 0, datasync,
+		    done, arg) < 0)
+			done(arg, -ENOMEM, NULL);
 		return;
+	}
 	done(arg, io_fsync(img, datasync), NULL);
 }

@@ -132,6 +132,7 @@ uring_handoff(struct uring_req *req)
 
 	if (uring_tls != NULL) {
 		req->rc = uring_tls;
+		req->rc->inflight++;
 		uring_resubmit(req);
 		return;
 	}
@@ -173,6 +174,8 @@ uring_finish(struct uring_req *req, ssize_t res)
 	}
 	if (req->op == VC_OP_WRITE)
 		io_inflight_leave(img);
+	if (req->rc->tag != 0)
+		req->rc->inflight--;	/* its own thread finishes it */
 	io_account(img, req->op, res);
 	req->cb(req->arg, res, data);
 	if (req->buf != NULL)
@@ -236,10 +239,8 @@ uring_resubmit(struct uring_req *req)
 	 * take an image's fdlock for writing (image_upgrade): submit now, so
 	 * no read lock is held past this call.
 	 */
-	if (rc->tag != 0) {
-		io_uring_submit(rc->ring);
-		uring_local_flushed(rc);
-	}
+	if (rc->tag != 0 && io_uring_submit(rc->ring) >= 0)
+		uring_local_flushed(rc);	/* else after the caller's submit */
 }
 
 void

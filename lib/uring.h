@@ -58,6 +58,7 @@ struct vc_uring_local {
 	uintptr_t tag;			/* or-ed into the user data */
 	void *batch[VC_URING_BATCH];	/* prepared, fdlock held */
 	unsigned nbatch;
+	unsigned inflight;		/* requests on this ring not finished */
 };
 
 void uring_local_set(struct vc_uring_local *rc);

@@ -36,18 +36,18 @@ static struct {
 	.cond = PTHREAD_COND_INITIALIZER,
 };
 
-static __thread const unsigned *wp_load;
+static __thread bool (*wp_busy)(void);
 
 void
-workpool_set_nonblocking(const unsigned *load)
+workpool_set_nonblocking(bool (*busy)(void))
 {
-	wp_load = load;
+	wp_busy = busy;
 }
 
 bool
 workpool_should_offload(void)
 {
-	return wp_load != NULL && *wp_load > 1;
+	return wp_busy != NULL && wp_busy();
 }
 
 static void

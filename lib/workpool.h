@@ -18,14 +18,16 @@ int workpool_start(unsigned n);
 void workpool_stop(void);
 
 /*
- * Mark the calling thread as one that serves many requests: while *load
- * (the requests it has taken and not answered, this one included) is above
- * 1, its synchronous requests go to the pool (when it runs). Alone, it
- * does them itself: nobody waits behind it, and the hop to a worker and
- * back would only add two wake-ups to the request (make bench, row 5).
- * NULL clears the mark.
+ * Mark the calling thread as one that serves many requests: while busy()
+ * says it has other work (other requests taken, or I/O of its own in
+ * flight), its synchronous requests go to the pool. Otherwise it does them
+ * itself: nobody waits behind it, it holds no lock its own I/O could need,
+ * and the hop to a worker and back would only add two wake-ups to the
+ * request (make bench, row 5). NULL clears the mark.
  */
-void workpool_set_nonblocking(const unsigned *load);
+void workpool_set_nonblocking(bool (*busy)(void));
+/* True when the caller must not wait: send the request to the pool, and
+ * if the pool cannot take it, fail the request (ENOMEM) rather than wait. */
 bool workpool_should_offload(void);
 
 enum vc_work_op { VC_WORK_READ, VC_WORK_WRITE, VC_WORK_FSYNC, VC_WORK_CALL };

@@ -94,8 +94,7 @@ struct fr_thread {
 	struct fr_ent *ents;
 	unsigned nents;
 	unsigned nkernel, nuser;	/* entries in each state; owner only */
-	unsigned load;			/* nuser + requests of this batch not yet
-					 * dispatched; owner only */
+	unsigned seen;			/* CQEs of this batch handled so far */
 	pthread_mutex_t lock;
 	struct fr_ent *replied;		/* answered elsewhere; under lock */
 	bool sleeping, kicked;		/* under lock */
@@ -231,10 +230,8 @@ fr_prep_cmd(struct fr_ent *e, unsigned op, uint64_t commit_id)
 
 	if (sqe == NULL) {		/* cannot happen: the ring has room */
 		log_warnx("FUSE ring: no submission entry; entry lost");
-		if (e->state == FR_USER) {
+		if (e->state == FR_USER)
 			t->nuser--;
-			t->load -= t->load > 0;
-		}
 		e->state = FR_DEAD;
 		return;
 	}
@@ -250,10 +247,8 @@ fr_prep_cmd(struct fr_ent *e, unsigned op, uint64_t commit_id)
 	cr->commit_id = commit_id;
 	cr->qid = (uint16_t)t->qid;
 	io_uring_sqe_set_data(sqe, e);
-	if (e->state == FR_USER) {
+	if (e->state == FR_USER)
 		t->nuser--;
-		t->load -= t->load > 0;
-	}
 	e->state = FR_KERNEL;
 	t->nkernel++;
 }
@@ -405,6 +400,21 @@ fuse_uring_attach(struct fuse_session *se)
 	return 0;
 }
 
+/*
+ * For workpool: may the calling queue thread wait for the disk now? Only
+ * when the request at hand is all it has: no other request held, no
+ * completion waiting behind this one, no I/O of its own on its ring (which
+ * may hold an image's size gate that the wait would need).
+ */
+static bool
+fr_busy(void)
+{
+	struct fr_thread *t = fr_self;
+
+	return t == NULL || t->nuser > 1 || t->local.inflight > 0 ||
+	    io_uring_cq_ready(&t->ring) > t->seen;
+}
+
 static void
 fr_process(void *arg)
 {
@@ -467,6 +477,16 @@ fr_dispatch(struct fr_ent *e)
 	default:
 		if (workpool_call(fr_process, e) == 0)
 			return;
+		if (fr_busy()) {	/* waiting here could deadlock */
+			struct fuse_out_header oh = {
+				.len = sizeof(oh), .error = -ENOMEM,
+				.unique = in.unique,
+			};
+			struct iovec iov = { &oh, sizeof(oh) };
+
+			fr_reply(e, &iov, 1);
+			return;
+		}
 		break;
 	}
 	fr_process(e);
@@ -568,19 +588,10 @@ fr_loop(struct fr_thread *t)
 			uring_local_flushed(&t->local);
 		}
 
-		/* How many requests this batch brings, for t->load. */
-		t->load = t->nuser;
 		io_uring_for_each_cqe(&t->ring, head, cqe) {
 			void *data = io_uring_cqe_get_data(cqe);
 
-			if (data != &t->efd && !((uintptr_t)data & 1) &&
-			    cqe->res >= 0)
-				t->load++;
-		}
-		io_uring_for_each_cqe(&t->ring, head, cqe) {
-			void *data = io_uring_cqe_get_data(cqe);
-
-			seen++;
+			t->seen = ++seen;
 			if (data == &t->efd) {
 				eventfd_t v;
 
@@ -605,6 +616,7 @@ fr_loop(struct fr_thread *t)
 			fr_dispatch(e);
 		}
 		io_uring_cq_advance(&t->ring, seen);
+		t->seen = 0;
 	}
 }
 
@@ -653,7 +665,7 @@ fr_thread_main(void *arg)
 	t->local.ring = &t->ring;
 	t->local.tag = 1;
 	uring_local_set(&t->local);
-	workpool_set_nonblocking(&t->load);	/* disk waits go to the pool */
+	workpool_set_nonblocking(fr_busy);	/* disk waits go to the pool */
 	fr_register_all(t);
 	fr_loop(t);
 	uring_local_set(NULL);
