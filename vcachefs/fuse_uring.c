@@ -116,7 +116,6 @@ static struct {
 	pthread_cond_t cond;
 	bool init_done, stopping;	/* under lock */
 	unsigned registered;		/* threads whose entries all registered */
-	_Atomic bool active;
 } G = {
 	.devfd = -1,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -275,6 +274,20 @@ fr_commit(struct fr_ent *e)
 	pthread_mutex_unlock(&t->lock);
 	if (kick)
 		eventfd_write(t->efd, 1);
+}
+
+static ssize_t fr_reply(struct fr_ent *e, const struct iovec *iov, int count);
+
+/* Answer e's request with an error, without libfuse. */
+static void
+fr_reply_err(struct fr_ent *e, uint64_t unique, int err)
+{
+	struct fuse_out_header oh = {
+		.len = sizeof(oh), .error = -err, .unique = unique,
+	};
+	struct iovec iov = { .iov_base = &oh, .iov_len = sizeof(oh) };
+
+	fr_reply(e, &iov, 1);
 }
 
 /* Copy a reply libfuse composed into e's buffers and commit it. */
@@ -444,14 +457,9 @@ fr_dispatch(struct fr_ent *e)
 	e->t->nuser++;
 	if (psz > G.payload_sz || in.len < sizeof(in) + psz ||
 	    in.len - sizeof(in) - psz > FR_HDR_OPIN) {
-		struct fuse_out_header oh = {
-			.len = sizeof(oh), .error = -EIO, .unique = in.unique,
-		};
-		struct iovec iov = { .iov_base = &oh, .iov_len = sizeof(oh) };
-
 		log_warnx("FUSE ring: malformed request (opcode %u, len %u, "
 		    "payload %u)", in.opcode, in.len, psz);
-		fr_reply(e, &iov, 1);
+		fr_reply_err(e, in.unique, EIO);
 		return;
 	}
 	opsz = in.len - sizeof(in) - psz;
@@ -478,13 +486,7 @@ fr_dispatch(struct fr_ent *e)
 		if (workpool_call(fr_process, e) == 0)
 			return;
 		if (fr_busy()) {	/* waiting here could deadlock */
-			struct fuse_out_header oh = {
-				.len = sizeof(oh), .error = -ENOMEM,
-				.unique = in.unique,
-			};
-			struct iovec iov = { &oh, sizeof(oh) };
-
-			fr_reply(e, &iov, 1);
+			fr_reply_err(e, in.unique, ENOMEM);
 			return;
 		}
 		break;
@@ -532,7 +534,6 @@ fr_register_all(struct fr_thread *t)
 	}
 	pthread_mutex_lock(&G.lock);
 	if (++G.registered == G.nthreads) {
-		atomic_store(&G.active, true);
 		log_info("FUSE requests go through io_uring: %u queues, %u "
 		    "threads, %u entries each", G.nqueues, G.nthreads, t->nents);
 	}
@@ -739,19 +740,18 @@ fr_alloc(unsigned nthreads, unsigned depth)
 }
 
 int
-fuse_uring_start(struct vc_fs *fs, unsigned nthreads, unsigned depth)
+fuse_uring_start(unsigned depth)
 {
+	unsigned nthreads;
 	long page = sysconf(_SC_PAGESIZE);
 	int r = 0;
 
-	(void)fs;
 	if (G.se == NULL)
 		return -EINVAL;
 	G.nqueues = fr_possible_cpus();
 	if (G.nqueues == 0)
 		return -ENODEV;
-	if (nthreads < G.nqueues)
-		nthreads = G.nqueues;	/* every queue needs a thread */
+	nthreads = G.nqueues;		/* one thread a queue: see fuse_uring.h */
 	/* Each entry holds a 1 MiB payload: on many CPUs, fewer per queue. */
 	if (depth * nthreads > VC_FUSE_URING_ENTRIES_MAX)
 		depth = VC_FUSE_URING_ENTRIES_MAX / nthreads;
@@ -785,12 +785,6 @@ fuse_uring_start(struct vc_fs *fs, unsigned nthreads, unsigned depth)
 	return r;
 }
 
-bool
-fuse_uring_active(void)
-{
-	return atomic_load(&G.active);
-}
-
 void
 fuse_uring_stop(void)
 {
@@ -807,7 +801,6 @@ fuse_uring_stop(void)
 		pthread_join(t->tid, NULL);
 		t->started = false;
 	}
-	atomic_store(&G.active, false);
 }
 
 void

@@ -56,14 +56,11 @@ int fuse_uring_available(char *why, size_t whylen);
 int fuse_uring_attach(struct fuse_session *se);
 
 /*
- * Start the queue threads (nthreads in all, at least one per queue, each
- * with depth entries). They register with the kernel once it has answered
- * INIT. Returns 0 or -errno.
+ * Start the queue threads (one per CPU queue, each with depth entries).
+ * They register with the kernel once it has answered INIT. Returns 0 or
+ * -errno.
  */
-int fuse_uring_start(struct vc_fs *fs, unsigned nthreads, unsigned depth);
-
-/* True once every queue has registered and requests flow through it. */
-bool fuse_uring_active(void);
+int fuse_uring_start(unsigned depth);
 
 /*
  * After the session loop ended: wait until every request a queue thread

@@ -299,6 +299,17 @@ vc_block_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* Undo the FUSE ring's start when serving never begins. */
+static void
+vc_ring_abort(struct vc_fs *fs)
+{
+	if (fs->fuse_uring) {
+		fuse_uring_stop();
+		workpool_stop();
+		fuse_uring_free();
+	}
+}
+
 static int
 vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 {
@@ -331,7 +342,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 		/* The queue threads never wait for the disk: the pool does. */
 		r = workpool_start(o->threads);
 		if (r == 0) {
-			r = fuse_uring_start(fs, 0, VC_FUSE_URING_DEPTH);
+			r = fuse_uring_start(VC_FUSE_URING_DEPTH);
 			if (r < 0)
 				workpool_stop();
 		}
@@ -347,11 +358,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 	r = stop_start(fs, conn);
 	if (r < 0) {
 		log_warnc(r, "signal thread");
-		if (fs->fuse_uring) {
-			fuse_uring_stop();
-			workpool_stop();
-			fuse_uring_free();
-		}
+		vc_ring_abort(fs);
 		return -1;
 	}
 	log_info("serving %s at %s (pid %d)", fs->source, fs->mountpoint,
@@ -363,11 +370,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 	lc = fuse_loop_cfg_create();
 	if (lc == NULL) {
 		stop_finish();
-		if (fs->fuse_uring) {
-			fuse_uring_stop();
-			workpool_stop();
-			fuse_uring_free();
-		}
+		vc_ring_abort(fs);
 		return -1;
 	}
 	fuse_loop_cfg_set_max_threads(lc, o->threads);
