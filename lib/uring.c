@@ -421,6 +421,7 @@ uring_init(struct vc_uring *u)
 	pthread_cond_init(&u->idle, NULL);
 	r = pthread_create(&u->thread, NULL, uring_thread, u);
 	if (r == 0) {
+		pthread_setname_np(u->thread, "vcuring");
 		pthread_mutex_lock(&u->lock);
 		while (!u->setup_done)
 			pthread_cond_wait(&u->idle, &u->lock);

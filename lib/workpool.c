@@ -113,6 +113,7 @@ workpool_start(unsigned n)
 		r = pthread_create(&P.threads[P.nthreads], NULL, wp_main, NULL);
 		if (r != 0)
 			break;
+		pthread_setname_np(P.threads[P.nthreads], "vcpool");
 	}
 	if (P.nthreads == 0) {
 		free(P.threads);

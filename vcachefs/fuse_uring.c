@@ -25,6 +25,7 @@
 #include <liburing.h>
 
 #include "fuse_uring.h"
+#include "placement.h"
 #include "io.h"
 #include "log.h"
 #include "uring.h"
@@ -95,6 +96,7 @@ struct fr_thread {
 	unsigned nents;
 	unsigned nkernel, nuser;	/* entries in each state; owner only */
 	unsigned seen;			/* CQEs of this batch handled so far */
+	struct vc_place place;		/* its CPUs; owner only */
 	pthread_mutex_t lock;
 	struct fr_ent *replied;		/* answered elsewhere; under lock */
 	bool sleeping, kicked;		/* under lock */
@@ -546,7 +548,7 @@ fr_loop(struct fr_thread *t)
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		struct fr_ent *e, *replied;
-		unsigned head, seen = 0;
+		unsigned head, seen = 0, nreq = 0, nover = 0;
 		bool stopping, wait;
 
 		pthread_mutex_lock(&t->lock);
@@ -614,10 +616,14 @@ fr_loop(struct fr_thread *t)
 				e->state = FR_DEAD;
 				continue;
 			}
+			nreq++;
+			nover += t->nuser > 0;	/* another still being served */
 			fr_dispatch(e);
 		}
 		io_uring_cq_advance(&t->ring, seen);
 		t->seen = 0;
+		if (nreq > 0)	/* requests that came together all overlap */
+			place_note(&t->place, nreq, nreq > 1 ? nreq : nover);
 	}
 }
 
@@ -647,10 +653,9 @@ fr_thread_main(void *arg)
 	int r;
 
 	fr_self = t;
-	/*
-	 * Not pinned to the queue's CPU: measured on 2 CPUs, a pinned queue
-	 * thread competes with the very callers it serves.
-	 */
+	r = place_init(&t->place, t->qid);
+	if (r < 0)
+		log_warnc(r, "FUSE queue %u: cannot choose its CPUs", t->qid);
 	r = fr_setup_ring(t);
 	pthread_mutex_lock(&G.lock);
 	t->setup = r;
@@ -766,8 +771,14 @@ fuse_uring_start(unsigned depth)
 	for (unsigned i = 0; r == 0 && i < G.nthreads; i++) {
 		r = -pthread_create(&G.threads[i].tid, NULL, fr_thread_main,
 		    &G.threads[i]);
-		if (r == 0)
+		if (r == 0) {
+			char name[16];
+
 			G.threads[i].started = true;
+			/* Named for top -H and ps -L: "vcfq" + queue. */
+			snprintf(name, sizeof(name), "vcfq%u", i);
+			pthread_setname_np(G.threads[i].tid, name);
+		}
 	}
 	/* Wait for every ring: a thread that cannot make one fails start. */
 	pthread_mutex_lock(&G.lock);

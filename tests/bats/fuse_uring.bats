@@ -147,3 +147,40 @@ fuse_syscalls() {	# MODE; sets FR_WRITEV (on /dev/fuse) and FR_ENTER during fio
 	vc_umount
 	vc_check_log
 }
+
+fq_cpus() {	# QUEUE: the CPUs its queue thread may run on, one per line
+	local t
+	for t in /proc/"$VC_PID"/task/*; do
+		[ "$(cat "$t/comm")" = "vcfq$1" ] || continue
+		awk '/^Cpus_allowed_list/ { n = split($2, r, ",")
+			for (i = 1; i <= n; i++) { split(r[i], b, "-")
+				for (c = b[1]; c <= (b[2] == "" ? b[1] : b[2]); c++) print c } }' "$t/status"
+	done
+}
+
+# placement.h: a caller at queue depth 1 is answered from its own CPU, a
+# caller with a queue from the others. The fact is the thread's affinity.
+@test "ring: a queue thread serves from its own CPU, and from the others while its caller keeps a queue" {
+	fr_need
+	[ "$(nproc)" -ge 2 ] || skip "needs 2 CPUs"
+	echo Y >"$FR_PARAM"
+	conf writeback threads
+	vc_mount --fuse-uring on -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	dd if=/dev/zero of="$VC_MNT/img" bs=1M count=32 status=none
+	[ "$(fq_cpus 0)" = 0 ] || fail "queue 0 on CPUs $(fq_cpus 0 | tr '\n' ' ') at rest"
+	[ "$(fq_cpus 1)" = 1 ] || fail "queue 1 on CPUs $(fq_cpus 1 | tr '\n' ' ') at rest"
+	taskset -c 0 fio --name=q --filename="$VC_MNT/img" --size=32M --bs=4k --rw=randread \
+		--ioengine=io_uring --iodepth=32 --runtime=3 --time_based --thread >/dev/null &
+	local fpid=$! busy
+	sleep 2
+	busy=$(fq_cpus 0 | tr '\n' ' ')
+	wait "$fpid"
+	echo "queue 0 under QD32 from CPU 0: CPUs $busy"
+	[ -n "$busy" ] && [[ " $busy" != *" 0 "* ]] || fail "queue 0 stayed on CPU 0: $busy"
+	# Depth 1 for longer than the calm windows: back on its own CPU.
+	taskset -c 0 fio --name=c --filename="$VC_MNT/img" --size=32M --bs=4k --rw=randread \
+		--ioengine=psync --runtime=1 --time_based >/dev/null
+	[ "$(fq_cpus 0)" = 0 ] || fail "queue 0 on CPUs $(fq_cpus 0 | tr '\n' ' ') after depth 1"
+	vc_umount
+	vc_check_log
+}
