@@ -1,6 +1,7 @@
 /*
- * placement.c - move a FUSE ring queue thread between its own CPU and the
- * others as its load changes (why: placement.h).
+ * placement.c - pin a FUSE ring queue thread to its own CPU while its
+ * callers wait on each request, and free it while they keep a queue (why:
+ * placement.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -24,15 +25,15 @@ now_ns(void)
 }
 
 static int
-place_set(struct vc_place *p, bool away)
+place_set(struct vc_place *p, bool unpin)
 {
 	int r;
 
 	r = pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t),
-	    away ? &p->others : &p->own);
+	    unpin ? &p->all : &p->own);
 	if (r != 0)
 		return -r;
-	p->away = away;
+	p->unpinned = unpin;
 	return 0;
 }
 
@@ -51,8 +52,7 @@ place_init(struct vc_place *p, unsigned cpu)
 	    CPU_COUNT(&allowed) < 2)
 		return 0;
 	CPU_SET(cpu, &p->own);
-	p->others = allowed;
-	CPU_CLR(cpu, &p->others);
+	p->all = allowed;
 	r = place_set(p, false);
 	if (r < 0)
 		return r;
@@ -79,7 +79,7 @@ place_note(struct vc_place *p, unsigned reqs, unsigned overlapped)
 	p->calm = busy ? 0 : p->calm + 1;
 	p->reqs = p->overlapped = 0;
 	p->window_end = now + WINDOW_NS;
-	if (busy == p->away || (!busy && p->calm < CALM_WINDOWS))
+	if (busy == p->unpinned || (!busy && p->calm < CALM_WINDOWS))
 		return;
 	r = place_set(p, busy);
 	if (r < 0) {
@@ -91,6 +91,6 @@ place_note(struct vc_place *p, unsigned reqs, unsigned overlapped)
 		return;
 	}
 	log_debug("FUSE queue %u: %s", p->cpu, busy ?
-	    "callers keep a queue: serving from the other CPUs" :
+	    "callers keep a queue: the scheduler places its thread" :
 	    "callers wait on each request: serving from its own CPU");
 }
