@@ -46,6 +46,8 @@ place_init(struct vc_place *p, unsigned cpu)
 	memset(p, 0, sizeof(*p));
 	p->cpu = cpu;
 	r = pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed);
+	if (r == EINVAL)	/* more CPUs than a cpu_set_t holds: leave it */
+		return 0;
 	if (r != 0)
 		return -r;
 	if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed) ||
@@ -72,11 +74,17 @@ place_note(struct vc_place *p, unsigned reqs, unsigned overlapped)
 		return;
 	p->reqs += reqs;
 	p->overlapped += overlapped;
-	if (p->reqs < WINDOW_MIN || (now = now_ns()) < p->window_end)
+	if (p->reqs < WINDOW_MIN)
+		return;
+	now = now_ns();
+	if (now < p->window_end)
 		return;
 	/* A quarter of the requests overlapping is a caller with a queue. */
 	busy = p->overlapped * 4 >= p->reqs;
-	p->calm = busy ? 0 : p->calm + 1;
+	if (busy)
+		p->calm = 0;
+	else if (p->calm < CALM_WINDOWS)
+		p->calm++;
 	p->reqs = p->overlapped = 0;
 	p->window_end = now + WINDOW_NS;
 	if (busy == p->unpinned || (!busy && p->calm < CALM_WINDOWS))

@@ -16,7 +16,8 @@
  * So each queue thread starts pinned to its own CPU and watches its
  * requests: when they overlap (several arrive together, or one arrives
  * while another is still being served) it lets the scheduler place it, and
- * it comes back after a while without overlap.
+ * it comes back after about 100 ms without overlap. The CPUs it may use
+ * are the ones the daemon had at start.
  */
 #ifndef VC_PLACEMENT_H
 #define VC_PLACEMENT_H
@@ -30,7 +31,7 @@ struct vc_place {
 	bool unpinned;	/* left to the scheduler now */
 	unsigned cpu;
 	cpu_set_t own, all;
-	uint64_t window_end;	/* ns, CLOCK_MONOTONIC_COARSE */
+	uint64_t window_end;	/* ns, CLOCK_MONOTONIC_COARSE (tick-coarse) */
 	unsigned reqs, overlapped;	/* in this window */
 	unsigned calm;		/* windows in a row without overlap */
 };
