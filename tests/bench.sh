@@ -84,9 +84,9 @@ for m in "${modes[@]}"; do
 		sync
 		# And with nothing of the backing file cached, like the native
 		# run: fio drops the cache of the file it opens (invalidate=1),
-		# which through vcachefs reaches only the FUSE inode. A cached
-		# image holds the large folios of the fill's 1 MiB writes, and
-		# ext4 walks every block of a large folio on each 4 KiB write.
+		# which through vcachefs reaches only the FUSE inode. (A cached
+		# image holds the folios of the fill's 1 MiB writes, on which
+		# ext4 spent a quarter of the daemon's CPU in row 5.)
 		dd if="$src/img" iflag=nocache count=0 status=none
 		# CPU is sampled once fio's ramp is over, so it covers the measured window.
 		run_fio "$mnt/img" "$row" >"$work/fio.out" &

@@ -25,9 +25,9 @@
 #include <liburing.h>
 
 #include "fuse_uring.h"
-#include "placement.h"
 #include "io.h"
 #include "log.h"
+#include "placement.h"
 #include "uring.h"
 #include "workpool.h"
 
