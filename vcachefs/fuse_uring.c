@@ -125,6 +125,7 @@ static struct {
 };
 
 static __thread struct fr_thread *fr_self;
+static __thread struct fr_ent *fr_cur;	/* being dispatched by this thread */
 
 int
 fuse_uring_parse_mode(const char *s, enum vc_fuse_uring_mode *mode)
@@ -201,6 +202,10 @@ fr_possible_cpus(void)
 static struct fr_ent *
 fr_find(uint64_t unique)
 {
+	/* Most replies are sent while their request is being dispatched. */
+	if (fr_cur != NULL && atomic_load_explicit(&fr_cur->unique,
+	    memory_order_acquire) == unique)
+		return fr_cur;
 	for (unsigned i = 0; i < G.nall; i++)
 		if (atomic_load_explicit(&G.all[i]->unique,
 		    memory_order_acquire) == unique)
@@ -435,7 +440,9 @@ fr_process(void *arg)
 {
 	struct fr_ent *e = arg;
 
+	fr_cur = e;
 	fuse_session_process_buf(G.se, &e->req);
+	fr_cur = NULL;
 }
 
 /*
