@@ -549,6 +549,16 @@ io_read_cached(struct vc_image *img, size_t len, off_t off,
 	return true;
 }
 
+/* Hand the request to a pool worker; if the pool cannot take it, fail it
+ * rather than wait (the caller must not block). */
+static void
+io_to_pool(enum vc_work_op op, struct vc_image *img, const void *buf,
+    size_t len, off_t off, bool sync, vc_io_done done, void *arg)
+{
+	if (workpool_submit(op, img, buf, len, off, sync, done, arg) < 0)
+		done(arg, -ENOMEM, NULL);
+}
+
 void
 io_submit_read(struct vc_image *img, size_t len, off_t off, vc_io_done done,
     void *arg)
@@ -572,9 +582,7 @@ io_submit_read(struct vc_image *img, size_t len, off_t off, vc_io_done done,
 	    arg) == 0)
 		return;
 	if (offload) {
-		if (workpool_submit(VC_WORK_READ, img, NULL, len, off, false,
-		    done, arg) < 0)
-			done(arg, -ENOMEM, NULL);
+		io_to_pool(VC_WORK_READ, img, NULL, len, off, false, done, arg);
 		return;
 	}
 	n = io_read(img, len, off, &data);
@@ -600,9 +608,7 @@ io_submit_write(struct vc_image *img, const void *buf, size_t len, off_t off,
 		return;
 	if (workpool_should_offload() && (img->policy->o_direct || rwf != 0 ||
 	    img->policy->write_durable)) {
-		if (workpool_submit(VC_WORK_WRITE, img, buf, len, off, dsync,
-		    done, arg) < 0)
-			done(arg, -ENOMEM, NULL);
+		io_to_pool(VC_WORK_WRITE, img, buf, len, off, dsync, done, arg);
 		return;
 	}
 	done(arg, io_write(img, buf, len, off, dsync), NULL);
@@ -627,9 +633,7 @@ io_submit_fsync(struct vc_image *img, bool datasync, vc_io_done done,
 	    uring_fsync(img->uring, img, datasync, done, arg) == 0)
 		return;
 	if (workpool_should_offload()) {
-		if (workpool_submit(VC_WORK_FSYNC, img, NULL, 0, 0, datasync,
-		    done, arg) < 0)
-			done(arg, -ENOMEM, NULL);
+		io_to_pool(VC_WORK_FSYNC, img, NULL, 0, 0, datasync, done, arg);
 		return;
 	}
 	done(arg, io_fsync(img, datasync), NULL);
