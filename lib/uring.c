@@ -486,6 +486,20 @@ uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
 	return req;
 }
 
+/*
+ * Take img's size gate shared for a request. A thread with its own ring
+ * does not wait for it (false): the holder it would wait for may need a
+ * completion that only this thread reaps.
+ */
+static bool
+uring_gate(struct vc_image *img)
+{
+	if (uring_tls != NULL)
+		return gate_try_shared(&img->sizelock);
+	gate_shared(&img->sizelock);
+	return true;
+}
+
 int
 uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
     vc_io_done done, void *arg)
@@ -497,10 +511,7 @@ uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
 		start = io_align_down(off, img->dio_align);
 		end = io_align_up(end, img->dio_align);
 	}
-	/* A thread with its own ring must not wait for the gate: the holder
-	 * it would wait for may need a completion only this thread reaps. */
-	if (img->policy->o_direct && uring_tls != NULL &&
-	    !gate_try_shared(&img->sizelock))
+	if (img->policy->o_direct && !uring_gate(img))
 		return -EAGAIN;
 	req = uring_new(u, img, VC_OP_READ, done, arg);
 	if (req == NULL)
@@ -514,15 +525,11 @@ uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
 	req->off = start;
 	req->head = (size_t)(off - start);
 	req->want = len;
-	if (img->policy->o_direct) {
-		if (uring_tls == NULL)
-			gate_shared(&img->sizelock);
-		req->gated = true;
-	}
+	req->gated = img->policy->o_direct;
 	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 fail:
-	if (img->policy->o_direct && uring_tls != NULL)
+	if (img->policy->o_direct)
 		gate_release_shared(&img->sizelock);
 	return -EAGAIN;
 }
@@ -539,8 +546,8 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 	    io_align_down(off, img->dio_align) != off ||
 	    io_align_down((off_t)len, img->dio_align) != (off_t)len)
 		return -EAGAIN;
-	if (uring_tls != NULL && !gate_try_shared(&img->sizelock))
-		return -EAGAIN;		/* see uring_read */
+	if (!uring_gate(img))
+		return -EAGAIN;
 	req = uring_new(u, img, VC_OP_WRITE, done, arg);
 	if (req == NULL)
 		goto fail;
@@ -562,15 +569,12 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 		}
 		memcpy(req->buf, buf, len);
 	}
-	if (uring_tls == NULL)
-		gate_shared(&img->sizelock);
 	req->gated = true;
 	io_inflight_enter(img);
 	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 fail:
-	if (uring_tls != NULL)
-		gate_release_shared(&img->sizelock);
+	gate_release_shared(&img->sizelock);
 	return -EAGAIN;
 }
 
