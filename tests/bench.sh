@@ -7,6 +7,13 @@
 #   FUSE_URING=off  requests through /dev/fuse (default: through io_uring
 #                   where the kernel has it; the fuse module's enable_uring
 #                   parameter is set to Y for the run and put back after)
+#   REPS=3  run each cell 3 times, vcachefs and native taking turns, and
+#           report the run with the median ratio (this disk's speed drifts
+#           by a third within minutes, so one pair of runs can mislead)
+#   ANCHOR=0  leave out the libfuse anchor: by default a last block runs
+#           libfuse's own passthrough_ll example (built from the copy
+#           Debian's libfuse3-dev ships) with cache=never, the anchor the
+#           targets are set against, so both are compared in the same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VCACHEFS=${VCACHEFS:-$PWD/build/vcachefs}
@@ -47,28 +54,68 @@ rows=(
 )
 modes=("none native" "none threads" "writeback io_uring" "writeback threads")
 if [ -n "${MODES:-}" ]; then read -ra modes <<<"$MODES"; modes=("${modes[@]//:/ }"); fi
+REPS=${REPS:-1}
+
+# The anchor: libfuse's passthrough_ll example, built from Debian's copy.
+anchor=""
+anchor_src=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
+if [ "${ANCHOR:-1}" = 1 ]; then
+	anchor=build/anchor/passthrough_ll
+	if [ ! -f "$anchor_src" ]; then
+		echo "anchor left out: $anchor_src is missing (package libfuse3-dev)" >&2
+		anchor=""
+	elif [ ! -x "$anchor" ] || [ "$anchor_src" -nt "$anchor" ]; then
+		mkdir -p build/anchor
+		# Not our code: built as its authors wrote it, without -Werror.
+		# shellcheck disable=SC2046
+		cc -O2 -o "$anchor" "$anchor_src" $(pkg-config --cflags --libs fuse3) ||
+			{ echo "anchor left out: passthrough_ll did not build" >&2; anchor=""; }
+	fi
+	[ -z "$anchor" ] || modes+=("anchor passthrough_ll")
+fi
 want_row() { [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $1 "* ]]; }
 
 # run_fio FILE ROW -> prints "iops bytes requests"
 run_fio() {
 	local file=$1 row=$2 name rw bs qd eng direct extra out
 	IFS='|' read -r name rw bs qd eng direct extra <<<"$row"
+	# A job that fails (the anchor's O_DIRECT writes: EINVAL) counts as 0.
 	out=$(fio --name=b --filename="$file" --size="$size" --rw="$rw" --bs="$bs" \
 		--iodepth="$qd" --ioengine="$eng" --direct="$direct" $extra \
 		--runtime="$runtime" --time_based --ramp_time="${ramp}s" --output-format=terse \
-		--terse-version=3 --group_reporting 2>/dev/null)
-	# terse v3: field 8 read iops, 49 write iops; 6/47 read/write KiB total
+		--terse-version=3 --group_reporting 2>/dev/null) || out=""
+	# terse v3: field 8 read iops, 49 write iops; 6/47 read/write KiB total;
+	# field 5 the job's error (fio may report one and still exit 0).
 	# %.0f: byte counts pass 2^31, where some awks' %d stops.
-	awk -F';' '{ printf "%.0f %.0f\n", $8 + $49, ($6 + $47) * 1024 }' <<<"$out"
+	awk -F';' '$5 == 0 { printf "%.0f %.0f\n", $8 + $49, ($6 + $47) * 1024; ok = 1 }
+	    END { if (!ok) print "0 0" }' <<<"$out"
 }
 
-printf '%-28s %-20s %10s %10s %7s %10s %10s\n' row mode "vcachefs" "native" ratio "cpu us/req" "cpu ms/GiB"
-for m in "${modes[@]}"; do
-	read -r cache aio <<<"$m"
-	printf '[global]\ncache = %s\naio = %s\n' "$cache" "$aio" >"$conf"
-	"$VCACHEFS" -f --fuse-uring "$FUSE_URING" ${VCACHEFS_OPTS:-} -c "$conf" "$src" "$mnt" 2>"${DAEMON_LOG:-$work/daemon.log}" &
+# The run whose ratio is the median of the runs given as "viops niops" lines.
+median_run() {
+	awk '{ r = $2 ? $1 / $2 : 0; print r, $0 }' | sort -g | awk '{ l[NR] = $2 " " $3 }
+	    END { print l[int((NR + 1) / 2)] }'
+}
+
+# Start the filesystem under test on $mnt: vcachefs with cache and aio, or
+# the anchor. Sets pid and log.
+start_fs() {
+	log=${DAEMON_LOG:-$work/daemon.log}
+	if [ "$1" = anchor ]; then
+		"$anchor" -f -o source="$src",cache=never "$mnt" 2>"$log" &
+	else
+		printf '[global]\ncache = %s\naio = %s\n' "$1" "$2" >"$conf"
+		"$VCACHEFS" -f --fuse-uring "$FUSE_URING" ${VCACHEFS_OPTS:-} -c "$conf" "$src" "$mnt" 2>"$log" &
+	fi
 	pid=$!
 	for _ in $(seq 100); do grep -q " $mnt fuse" /proc/mounts && break; sleep 0.05; done
+}
+
+printf '%-28s %-20s %10s %10s %7s %10s %10s\n' row mode "mounted" "native" ratio "cpu us/req" "cpu ms/GiB"
+transport=""
+for m in "${modes[@]}"; do
+	read -r cache aio <<<"$m"
+	start_fs "$cache" "$aio"
 	# Lay the files out once so every run reads real data.
 	for f in "$mnt/img" "$src/ref"; do
 		[ -s "$f" ] || fio --name=fill --filename="$f" --size="$size" --rw=write --bs=1M \
@@ -78,35 +125,52 @@ for m in "${modes[@]}"; do
 	for row in "${rows[@]}"; do
 		i=$((i + 1)); want_row $i || continue
 		name=${row%%|*}
-		# Each run starts with no dirty data left by the previous row (a
-		# writeback image keeps row 4's writes in the page cache, which
-		# row 5's first flushes would otherwise pay for).
-		sync
-		# And with nothing of the backing file cached, like the native
-		# run: fio drops the cache of the file it opens (invalidate=1),
-		# which through vcachefs reaches only the FUSE inode. (A cached
-		# image holds the folios of the fill's 1 MiB writes, on which
-		# ext4 spent a quarter of the daemon's CPU in row 5.)
-		dd if="$src/img" iflag=nocache count=0 status=none
-		# CPU is sampled once fio's ramp is over, so it covers the measured window.
-		run_fio "$mnt/img" "$row" >"$work/fio.out" &
-		sleep "$ramp"; c0=$(cpu_ticks "$pid")
-		wait $!; c1=$(cpu_ticks "$pid")
-		read -r viops vbytes <"$work/fio.out"
-		sync
-		read -r niops _ < <(run_fio "$src/ref" "$row")
-		reqs=$((viops * runtime)); [ "$reqs" -gt 0 ] || reqs=1
-		awk -v n="$name" -v m="$cache+$aio" -v v="$viops" -v r="$niops" \
-		    -v ct=$((c1 - c0)) -v hz="$hz" -v q="$reqs" -v b="$vbytes" 'BEGIN {
+		ct=0; vbytes=0; : >"$work/runs"
+		for _ in $(seq "$REPS"); do
+			# Each run starts with no dirty data left by the previous row (a
+			# writeback image keeps row 4's writes in the page cache, which
+			# row 5's first flushes would otherwise pay for).
+			sync
+			# And with nothing of the backing file cached, like the native
+			# run: fio drops the cache of the file it opens (invalidate=1),
+			# which through vcachefs reaches only the FUSE inode. (A cached
+			# image holds the folios of the fill's 1 MiB writes, on which
+			# ext4 spent a quarter of the daemon's CPU in row 5.)
+			dd if="$src/img" iflag=nocache count=0 status=none
+			# CPU is sampled once fio's ramp is over, so it covers the measured window.
+			run_fio "$mnt/img" "$row" >"$work/fio.out" &
+			sleep "$ramp"; c0=$(cpu_ticks "$pid")
+			wait $!; c1=$(cpu_ticks "$pid")
+			read -r viops vb <"$work/fio.out"
+			ct=$((ct + c1 - c0)); vbytes=$((vbytes + vb))
+			sync
+			read -r niops _ < <(run_fio "$src/ref" "$row")
+			echo "$viops $niops" >>"$work/runs"
+		done
+		read -r viops niops < <(median_run <"$work/runs")
+		# CPU per request over all the runs of the cell.
+		reqs=$(awk '{ s += $1 } END { printf "%.0f", s }' "$work/runs")
+		reqs=$((reqs * runtime)); [ "$reqs" -gt 0 ] || reqs=1
+		label="$cache+$aio"; [ "$cache" = anchor ] && label=$aio
+		awk -v n="$name" -v m="$label" -v v="$viops" -v r="$niops" \
+		    -v ct="$ct" -v hz="$hz" -v q="$reqs" -v b="$vbytes" 'BEGIN {
+			if (v == 0) {	# the job failed
+				printf "%-28s %-20s %10s %10d %7s %10s %10s\n", n, m, "failed", r, "-", "-", "-"
+				exit
+			}
 			cpu = ct / hz
 			printf "%-28s %-20s %10d %10d %7.2f %10.1f %10.1f\n", n, m, v, r,
 			    r ? v / r : 0, cpu * 1e6 / q, b ? cpu * 1e3 / (b / 2^30) : 0 }'
 	done
-	if grep -q "go through io_uring" "${DAEMON_LOG:-$work/daemon.log}"; then
-		transport="FUSE over io_uring"
-	else
-		transport="/dev/fuse"
+	if [ "$cache" != anchor ]; then
+		if grep -q "go through io_uring" "$log"; then
+			transport="FUSE over io_uring"
+		else
+			transport="/dev/fuse"
+		fi
 	fi
 	fusermount3 -u "$mnt"; wait "$pid" || true; pid=""
 done
-echo "machine: $(nproc) cores, $(uname -r), $(df -T "$src" | awk 'NR==2 { print $2 }') backing, requests through $transport"
+echo "machine: $(nproc) cores, $(uname -r), $(df -T "$src" | awk 'NR==2 { print $2 }') backing," \
+    "vcachefs requests through ${transport:-(not run)}${anchor:+, passthrough_ll through /dev/fuse}," \
+    "$REPS run(s) a cell, median shown"
