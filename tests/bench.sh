@@ -91,10 +91,12 @@ run_fio() {
 	    END { if (!ok) print "0 0" }' <<<"$out"
 }
 
-# The run whose ratio is the median of the runs given as "viops niops" lines.
+# Of the runs given as "viops niops" lines: the run whose ratio is the
+# median, then the lowest and the highest ratio.
 median_run() {
-	awk '{ r = $2 ? $1 / $2 : 0; print r, $0 }' | sort -g | awk '{ l[NR] = $2 " " $3 }
-	    END { print l[int((NR + 1) / 2)] }'
+	awk '{ r = $2 ? $1 / $2 : 0; print r, $0 }' | sort -g |
+	    awk '{ l[NR] = $2 " " $3; r[NR] = $1 }
+	    END { printf "%s %.2f %.2f\n", l[int((NR + 1) / 2)], r[1], r[NR] }'
 }
 
 # Start the filesystem under test on $mnt: vcachefs with cache and aio, or
@@ -111,7 +113,7 @@ start_fs() {
 	for _ in $(seq 100); do grep -q " $mnt fuse" /proc/mounts && break; sleep 0.05; done
 }
 
-printf '%-28s %-20s %10s %10s %7s %10s %10s\n' row mode "mounted" "native" ratio "cpu us/req" "cpu ms/GiB"
+printf '%-28s %-20s %10s %10s %7s %10s %10s %10s\n' row mode "mounted" "native" ratio "cpu us/req" "cpu ms/GiB" "runs"
 transport=""
 for m in "${modes[@]}"; do
 	read -r cache aio <<<"$m"
@@ -147,20 +149,23 @@ for m in "${modes[@]}"; do
 			read -r niops _ < <(run_fio "$src/ref" "$row")
 			echo "$viops $niops" >>"$work/runs"
 		done
-		read -r viops niops < <(median_run <"$work/runs")
+		read -r viops niops rlo rhi < <(median_run <"$work/runs")
 		# CPU per request over all the runs of the cell.
 		reqs=$(awk '{ s += $1 } END { printf "%.0f", s }' "$work/runs")
 		reqs=$((reqs * runtime)); [ "$reqs" -gt 0 ] || reqs=1
 		label="$cache+$aio"; [ "$cache" = anchor ] && label=$aio
 		awk -v n="$name" -v m="$label" -v v="$viops" -v r="$niops" \
-		    -v ct="$ct" -v hz="$hz" -v q="$reqs" -v b="$vbytes" 'BEGIN {
+		    -v ct="$ct" -v hz="$hz" -v q="$reqs" -v b="$vbytes" \
+		    -v runs="$rlo-$rhi" -v reps="$REPS" 'BEGIN {
 			if (v == 0) {	# the job failed
-				printf "%-28s %-20s %10s %10d %7s %10s %10s\n", n, m, "failed", r, "-", "-", "-"
+				printf "%-28s %-20s %10s %10d %7s %10s %10s %10s\n", n, m, "failed", r, "-", "-", "-", "-"
 				exit
 			}
 			cpu = ct / hz
-			printf "%-28s %-20s %10d %10d %7.2f %10.1f %10.1f\n", n, m, v, r,
-			    r ? v / r : 0, cpu * 1e6 / q, b ? cpu * 1e3 / (b / 2^30) : 0 }'
+			# runs: the lowest and the highest ratio of the cell
+			printf "%-28s %-20s %10d %10d %7.2f %10.1f %10.1f %10s\n", n, m, v, r,
+			    r ? v / r : 0, cpu * 1e6 / q, b ? cpu * 1e3 / (b / 2^30) : 0,
+			    (reps > 1 ? runs : "-") }'
 	done
 	if [ "$cache" != anchor ]; then
 		if grep -q "go through io_uring" "$log"; then
