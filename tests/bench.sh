@@ -9,7 +9,8 @@
 #                   parameter is set to Y for the run and put back after)
 #   REPS=3  run each cell 3 times, vcachefs and native taking turns, and
 #           report the run with the median ratio (this disk's speed drifts
-#           by a third within minutes, so one pair of runs can mislead)
+#           several times over within minutes, so one pair of runs can mislead;
+#           with an even N the lower of the two middle runs is shown)
 #   ANCHOR=0  leave out the libfuse anchor: by default a last block runs
 #           libfuse's own passthrough_ll example (built from the copy
 #           Debian's libfuse3-dev ships) with cache=never, the anchor the
@@ -75,7 +76,7 @@ if [ "${ANCHOR:-1}" = 1 ]; then
 fi
 want_row() { [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $1 "* ]]; }
 
-# run_fio FILE ROW -> prints "iops bytes requests"
+# run_fio FILE ROW -> prints "iops bytes"
 run_fio() {
 	local file=$1 row=$2 name rw bs qd eng direct extra out
 	IFS='|' read -r name rw bs qd eng direct extra <<<"$row"
@@ -92,11 +93,12 @@ run_fio() {
 }
 
 # Of the runs given as "viops niops" lines: the run whose ratio is the
-# median, then the lowest and the highest ratio.
+# median (a failed run, if any: one failure fails the cell), then the
+# lowest and the highest ratio.
 median_run() {
 	awk '{ r = $2 ? $1 / $2 : 0; print r, $0 }' | sort -g |
-	    awk '{ l[NR] = $2 " " $3; r[NR] = $1 }
-	    END { printf "%s %.2f %.2f\n", l[int((NR + 1) / 2)], r[1], r[NR] }'
+	    awk '{ l[NR] = $2 " " $3; r[NR] = $1; if ($2 == 0) failed = NR }
+	    END { printf "%s %.2f %.2f\n", l[failed ? failed : int((NR + 1) / 2)], r[1], r[NR] }'
 }
 
 # Start the filesystem under test on $mnt: vcachefs with cache and aio, or
