@@ -23,7 +23,9 @@ ALL_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DVC_VERSION='"$(VERSION)"' \
 	-Ilib $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS    := $(PKG_LIBS) -lpthread
 
-SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# The sanitized build the tests run also carries the fault-injection hook (lib/fault.h).
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+	-DVC_FAULT_INJECT
 
 LIB_SRC   := $(wildcard lib/*.c)
 DAEMON_SRC := $(wildcard vcachefs/*.c)

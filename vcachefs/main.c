@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "checkconf.h"
+#include "fault.h"
 #include "fs.h"
 #include "fuse_uring.h"
 #include "log.h"
@@ -418,6 +419,14 @@ main(int argc, char **argv)
 	if (r != 0)
 		return r > 0 ? 0 : 1;
 	log_init("vcachefs", o.debug);
+#ifdef VC_FAULT_INJECT
+	if (fault_init(getenv("VCACHEFS_FAULT")) < 0)
+		return 1;
+#else
+	if (getenv("VCACHEFS_FAULT") != NULL)
+		log_warnx("VCACHEFS_FAULT ignored: this build has no fault "
+		    "injection (the tests' ASan build has)");
+#endif
 
 	memset(&fs, 0, sizeof(fs));
 	r = cfg_load(o.config, o.config_named, &fs.cfg);
