@@ -41,14 +41,43 @@ registry_exit(struct vc_registry *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
-/* The open images, for downward inheritance. Called with r->lock held. */
+/* An open image as the resolver sees it: a copy, visited unlocked. */
+struct registry_seen {
+	char *relpath;
+	enum vc_cache_mode cache;
+};
+
+/*
+ * The open images, for downward inheritance. fn probes files, so it runs
+ * on a copy taken under r->lock, with the lock dropped. Called without it.
+ */
 static void
 registry_walk_open(void *walk_arg, vc_open_visit fn, void *fn_arg)
 {
 	struct vc_registry *r = walk_arg;
+	struct registry_seen *seen = NULL;
+	unsigned n = 0, cap;
 
-	for (struct vc_image *img = r->open; img != NULL; img = img->next_open)
-		fn(img->relpath, img->conf.cache, fn_arg);
+	pthread_mutex_lock(&r->lock);
+	cap = r->nopen;
+	if (cap > 0)
+		seen = calloc(cap, sizeof(*seen));
+	for (struct vc_image *img = r->open; seen != NULL && img != NULL &&
+	    n < cap; img = img->next_open) {
+		seen[n].relpath = strdup(img->relpath);
+		if (seen[n].relpath == NULL)
+			break;
+		seen[n++].cache = img->conf.cache;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (cap > 0 && n < cap)
+		log_warnx("out of memory: %u of %u open images not weighed for "
+		    "downward inheritance", cap - n, cap);
+	for (unsigned i = 0; i < n; i++) {
+		fn(seen[i].relpath, seen[i].cache, fn_arg);
+		free(seen[i].relpath);
+	}
+	free(seen);
 }
 
 void
@@ -62,7 +91,7 @@ registry_set_resolver(struct vc_registry *r, struct vc_resolver *rs)
 /*
  * The settings for relpath: with a resolver, names then chains; else
  * names only. rule (len bytes, may be NULL with len 0) gets what chose
- * them. Called with r->lock held.
+ * them. It probes files: called without r->lock.
  */
 static void
 registry_decide(struct vc_registry *r, const char *relpath,
@@ -122,11 +151,16 @@ image_free(struct vc_image *img)
 	gate_destroy(&img->sizelock);
 	pthread_mutex_destroy(&img->rmw_lock);
 	pthread_cond_destroy(&img->rmw_cond);
+	pthread_mutex_destroy(&img->upgrade_lock);
 	free(img->relpath);
 	free(img);
 }
 
-/* First open: settle the policy and open the backing descriptor. */
+/*
+ * First open: settle the policy and open the backing descriptor. Called
+ * without r->lock (it probes and opens files); the caller installs the
+ * image, or frees it if another opener was first.
+ */
 static int
 image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
     struct vc_image **out)
@@ -141,6 +175,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 		return -ENOMEM;
 	img->inode = inode;
 	img->fd = -1;
+	pthread_mutex_init(&img->upgrade_lock, NULL);
 	pthread_rwlock_init(&img->fdlock, NULL);
 	gate_init(&img->sizelock);
 	pthread_mutex_init(&img->rmw_lock, NULL);
@@ -200,9 +235,14 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 			return -EINVAL;
 		}
 	}
-	/* Probing went through the page cache; O_DIRECT images keep none. */
+	/*
+	 * Probing went through the page cache; O_DIRECT images keep none.
+	 * Drop it through our own descriptor, not by name: a name may have
+	 * been swapped for a FIFO or a symlink meanwhile. Clean pages only:
+	 * probing read them, nothing dirtied them.
+	 */
 	if (img->policy->o_direct && r->resolver != NULL && err == 0)
-		resolve_drop_cache(r->resolver, rel);
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	log_debug("%s: opened cache=%s aio=%s readonly=%s (from %s)",
 	    img->relpath, img->policy->name, policy_aio_name(img->aio),
 	    img->conf.readonly ? "yes" : "no", rule);
@@ -210,50 +250,73 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 	return 0;
 }
 
-/* A writer opens an image only readers had open: swap in a writable fd. */
+/*
+ * A writer opens an image: swap in a writable descriptor unless it has
+ * one. The caller holds an open reference and no registry lock: waiting
+ * for fdlock waits for this image's I/O in flight (a long flush), which
+ * must stall only this image's openers.
+ */
 static int
 image_upgrade(struct vc_image *img)
 {
-	int fd = image_open_backing(img, true);
+	int fd, old, err = 0;
 
-	if (fd < 0)
-		return fd;
+	pthread_mutex_lock(&img->upgrade_lock);
+	if (img->fd_writable)		/* another writer was first */
+		goto out;
+	fd = image_open_backing(img, true);
+	if (fd < 0) {
+		err = fd;
+		goto out;
+	}
 	pthread_rwlock_wrlock(&img->fdlock);
-	close(img->fd);
+	old = img->fd;
 	img->fd = fd;
 	img->fd_writable = true;
 	pthread_rwlock_unlock(&img->fdlock);
-	return 0;
+	close(old);
+out:
+	pthread_mutex_unlock(&img->upgrade_lock);
+	return err;
 }
 
 struct registry_recheck {
 	struct vc_registry *r;
-	const struct vc_image *overlay;
+	const struct vc_image *overlay;	/* the caller holds a reference */
 };
 
 /*
  * A new overlay may change what an open base below it should get. Modes
- * stay fixed while open, so say so. Called with r->lock held.
+ * stay fixed while open, so say so. Called without r->lock: the base's
+ * mode is copied under it, the decision (probing) is made after.
  */
 static void
 registry_recheck_base(const char *below, void *arg)
 {
 	struct registry_recheck *rc = arg;
 	struct vc_image_conf conf;
+	enum vc_cache_mode open_cache = VC_CACHE_WRITEBACK;
 	char rule[PATH_MAX + 64];
+	bool found = false;
 
+	pthread_mutex_lock(&rc->r->lock);
 	for (struct vc_image *img = rc->r->open; img != NULL;
 	    img = img->next_open) {
-		if (strcmp(img->relpath, below) != 0)
-			continue;
-		registry_decide(rc->r, below, &conf, rule, sizeof(rule));
-		if (conf.cache != img->conf.cache)
-			log_info("%s: open with cache=%s; with %s open it would "
-			    "get cache=%s (%s) from its next open on",
-			    below, img->policy->name, rc->overlay->relpath,
-			    policy_get(conf.cache)->name, rule);
-		return;
+		if (strcmp(img->relpath, below) == 0) {
+			open_cache = img->conf.cache;
+			found = true;
+			break;
+		}
 	}
+	pthread_mutex_unlock(&rc->r->lock);
+	if (!found)
+		return;
+	registry_decide(rc->r, below, &conf, rule, sizeof(rule));
+	if (conf.cache != open_cache)
+		log_info("%s: open with cache=%s; with %s open it would get "
+		    "cache=%s (%s) from its next open on", below,
+		    policy_get(open_cache)->name, rc->overlay->relpath,
+		    policy_get(conf.cache)->name, rule);
 }
 
 int
@@ -261,37 +324,57 @@ image_open(struct vc_registry *r, struct vc_inode *inode, int flags,
     struct vc_image **out)
 {
 	bool writable = image_flags_write(flags);
-	struct vc_image *img;
-	int err = 0;
+	struct vc_image *img, *fresh = NULL;
+	int err;
 
-	/* Opens are rare next to I/O: one lock keeps first-open simple. */
+	/* The reference is taken under the lock: no last release frees it. */
 	pthread_mutex_lock(&r->lock);
 	img = inode->image;
+	if (img != NULL)
+		img->opencount++;
+	pthread_mutex_unlock(&r->lock);
+
 	if (img == NULL) {
-		err = image_create(r, inode, writable, &img);
-		if (err == 0) {
+		err = image_create(r, inode, writable, &fresh);
+		if (err < 0)
+			return err;
+		pthread_mutex_lock(&r->lock);
+		img = inode->image;
+		if (img != NULL) {
+			img->opencount++;	/* another first open won */
+		} else {
+			img = fresh;
+			fresh = NULL;
+			img->opencount = 1;
 			itable_set_image(r->itable, inode, img);
 			img->next_open = r->open;
 			r->open = img;
 			r->nopen++;
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (fresh == NULL) {
+			/* Ours, opened as this opener wants it. */
 			if (r->resolver != NULL) {
 				struct registry_recheck rc = { r, img };
 
 				resolve_foreach_below(r->resolver, img->relpath,
 				    registry_recheck_base, &rc);
 			}
+			*out = img;
+			return 0;
 		}
-	} else if (writable && img->conf.readonly) {
+		image_free(fresh);
+	}
+	if (writable && img->conf.readonly)
 		err = -EROFS;
-	} else if (writable && !img->fd_writable) {
-		err = image_upgrade(img);
+	else
+		err = writable ? image_upgrade(img) : 0;
+	if (err < 0) {
+		image_release(r, img);
+		return err;
 	}
-	if (err == 0) {
-		img->opencount++;
-		*out = img;
-	}
-	pthread_mutex_unlock(&r->lock);
-	return err;
+	*out = img;
+	return 0;
 }
 
 void
@@ -368,8 +451,6 @@ registry_conf(struct vc_registry *r, struct vc_inode *dir, const char *name,
 		    len > 0 ? "/" : "", name) >= (int)(sizeof(rel) - len))
 			return -ENAMETOOLONG;
 	}
-	pthread_mutex_lock(&r->lock);
 	registry_decide(r, rel, conf, NULL, 0);
-	pthread_mutex_unlock(&r->lock);
 	return 0;
 }

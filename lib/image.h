@@ -7,6 +7,17 @@
  * under fdlock held for reading, and replaced under fdlock held for
  * writing (to upgrade a read-only descriptor when a writer opens, and
  * later to switch the mode of an open image).
+ *
+ * Locking. The registry lock guards only the list of open images, the
+ * open counts and inode->image; it is never held across I/O (probing,
+ * opening a backing file) or across a wait for another lock that I/O may
+ * hold (fdlock). Lock order: upgrade_lock, then fdlock; the registry lock
+ * is taken with neither of them wanted afterwards, and the resolver's own
+ * lock only inside it. A first open decides and opens outside the
+ * registry lock, then installs its image unless another opener installed
+ * one meanwhile (the loser closes its own). Any opener takes its open
+ * reference under the registry lock before dropping it, so a concurrent
+ * last release never frees an image about to be used.
  */
 #ifndef VC_IMAGE_H
 #define VC_IMAGE_H
@@ -33,16 +44,24 @@ struct vc_image_stats {		/* updated with relaxed atomics where the I/O happens *
 
 struct vc_image {
 	struct vc_inode *inode;		/* owner; inode->image points back */
-	char *relpath;			/* name at first open, for logs and config */
+	char *relpath;			/* name at first open, for logs and config;
+					   fixed until freed */
 	unsigned opencount;		/* protected by registry lock */
 	struct vc_image_conf conf;	/* fixed from first open to last release */
 	const struct vc_policy *policy;	/* row of conf.cache */
 	enum vc_aio_mode aio;		/* effective engine after fallback */
 	struct vc_uring *uring;		/* the engine for native/io_uring, else NULL */
 
+	/*
+	 * Serialises descriptor swaps of this image (upgrades), so one writer
+	 * opens the writable descriptor and the others find it. Held across
+	 * the open and the wait for fdlock: only this image's openers wait.
+	 */
+	pthread_mutex_t upgrade_lock;
 	pthread_rwlock_t fdlock;	/* read: using fd; write: swapping it */
 	int fd;				/* backing data descriptor; protected by fdlock */
-	bool fd_writable;		/* protected by fdlock */
+	bool fd_writable;		/* written under upgrade_lock and fdlock
+					   (write); read under either */
 	unsigned dio_align;		/* O_DIRECT offset/length alignment, bytes */
 	unsigned dio_mem_align;		/* O_DIRECT buffer alignment, bytes */
 
@@ -67,6 +86,10 @@ struct vc_image {
 
 /* All open images of one mount. */
 struct vc_registry {
+	/*
+	 * Mount-wide: every open and release takes it, so it is held only
+	 * for list and count updates, never across I/O or fdlock.
+	 */
 	pthread_mutex_t lock;
 	struct vc_itable *itable;
 	const struct vc_config *cfg;	/* not owned */

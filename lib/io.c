@@ -20,6 +20,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "io.h"
 #include "io_priv.h"
 #include "uring.h"
@@ -396,7 +397,8 @@ io_fsync(struct vc_image *img, bool datasync)
 		return 0;
 	}
 	io_fd_get(img, &fd);
-	if ((datasync ? fdatasync(fd) : fsync(fd)) == -1)
+	r = fault_hit(VC_FAULT_FSYNC);
+	if (r == 0 && (datasync ? fdatasync(fd) : fsync(fd)) == -1)
 		r = -errno;
 	io_fd_put(img);
 	io_account(img, VC_OP_FSYNC, r);
