@@ -159,13 +159,7 @@ probe_libqcow_bounded(const struct qcow2_info *h, uint64_t file_size,
 	return why == NULL;
 }
 
-/*
- * Open name beneath dirfd, following no symlink anywhere in it: for
- * reading, never blocking (a FIFO) and without touching its atime; or,
- * with path_only, as O_PATH, which reads nothing at all. Returns the
- * descriptor or -errno.
- */
-static int
+int
 probe_open(int dirfd, const char *name, bool path_only)
 {
 	struct open_how how = {

@@ -83,4 +83,14 @@ int probe_image(int dirfd, const char *name, bool want_qcow,
 int probe_image_flags(int dirfd, const char *name, bool want_qcow,
     unsigned flags, struct vc_probe *out);
 
+/*
+ * Open name beneath dirfd as probe_image() does, following no symlink
+ * anywhere in it (-ELOOP) and never leaving dirfd (-EXDEV): for reading,
+ * never blocking (a FIFO) and without touching its atime; or, with
+ * path_only, as O_PATH, which reads nothing and cannot block at all.
+ * Without openat2 (before Linux 5.6) name must be one component, opened
+ * O_NOFOLLOW, or the answer is -ENOSYS. Returns the descriptor or -errno.
+ */
+int probe_open(int dirfd, const char *name, bool path_only);
+
 #endif

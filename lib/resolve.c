@@ -117,10 +117,20 @@ resolve_probe(struct vc_resolver *rs, const char *relpath, struct vc_probe *out)
 	bool want = resolve_want_qcow(rs, relpath);
 	struct resolve_cached *c;
 	struct stat st;
-	int err;
+	int fd, err;
 
-	if (fstatat(rs->rootfd, relpath, &st, AT_SYMLINK_NOFOLLOW) == -1)
-		return -errno;
+	/*
+	 * Stat through an O_PATH descriptor opened beneath the root with no
+	 * symlink anywhere in the name: fstatat() would follow a symlinked
+	 * directory in its middle out of the tree.
+	 */
+	fd = probe_open(rs->rootfd, relpath, true);
+	if (fd < 0)
+		return fd;
+	err = fstat(fd, &st) == -1 ? -errno : 0;
+	close(fd);
+	if (err < 0)
+		return err;
 	if (!S_ISREG(st.st_mode))
 		return -EINVAL;
 	pthread_mutex_lock(&rs->lock);
@@ -195,6 +205,7 @@ resolve_chain(struct vc_resolver *rs, const char *relpath,
 	char next[PATH_MAX];
 	struct vc_probe p = *top;
 	const char *cur = relpath;
+	int err;
 
 	ch->n = 0;
 	for (;;) {
@@ -213,7 +224,14 @@ resolve_chain(struct vc_resolver *rs, const char *relpath,
 		}
 		snprintf(ch->name[ch->n], PATH_MAX, "%s", next);
 		cur = ch->name[ch->n++];
-		if (resolve_probe(rs, cur, &p) < 0) {
+		err = resolve_probe(rs, cur, &p);
+		if (err == -ELOOP || err == -EXDEV) {
+			resolve_note(note, nlen, "%s: backing file %s refused: "
+			    "a symlink on its path, or it leaves the source tree",
+			    relpath, cur);
+			return;
+		}
+		if (err < 0) {
 			resolve_note(note, nlen, "%s: backing file %s is missing",
 			    relpath, cur);
 			return;
@@ -362,18 +380,6 @@ resolve_image(struct vc_resolver *rs, const char *relpath,
 out:
 	free(ch);
 	return 0;
-}
-
-void
-resolve_drop_cache(struct vc_resolver *rs, const char *relpath)
-{
-	int fd = openat(rs->rootfd, relpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (fd == -1)
-		return;
-	/* Clean pages only: probing read them, nothing dirtied them. */
-	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-	close(fd);
 }
 
 void

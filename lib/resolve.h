@@ -31,7 +31,10 @@
 
 #define VC_CHAIN_MAX	64	/* backing files followed below an image */
 
-/* An image that is open now, for downward inheritance. */
+/*
+ * An image that is open now, for downward inheritance. The walk calls fn
+ * for each open image holding no lock of its own: fn probes files.
+ */
 typedef void (*vc_open_visit)(const char *relpath, enum vc_cache_mode cache,
     void *arg);
 typedef void (*vc_open_walk)(void *walk_arg, vc_open_visit fn, void *fn_arg);
@@ -74,8 +77,5 @@ int resolve_image(struct vc_resolver *rs, const char *relpath,
 /* Call fn for each image in the backing chain below relpath, top first. */
 void resolve_foreach_below(struct vc_resolver *rs, const char *relpath,
     void (*fn)(const char *below, void *arg), void *arg);
-
-/* Drop the page cache of a probed file: for O_DIRECT images. */
-void resolve_drop_cache(struct vc_resolver *rs, const char *relpath);
 
 #endif
