@@ -141,6 +141,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 		return -ENOMEM;
 	img->inode = inode;
 	img->fd = -1;
+	img->wb_err = 0;	/* no flush has failed yet (see image.h) */
 	pthread_rwlock_init(&img->fdlock, NULL);
 	gate_init(&img->sizelock);
 	pthread_mutex_init(&img->rmw_lock, NULL);
