@@ -15,15 +15,16 @@
  * thread, which keeps looping, submits them again later; the swapper only
  * waits. Each lock is released in the thread that took it (the ring's).
  *
- * Registered files would be the other way (the SQE then names a slot of
- * the ring's own file table, which holds its own reference). They were
- * not chosen: every ring (the engine's and one per FUSE queue thread)
- * would need every image's descriptor registered, a SINGLE_ISSUER ring
- * accepts io_uring_register only from its submitter thread, so each swap
- * would have to be handed to every ring thread and waited for, and older
- * kernels limit sparse tables and updates. Holding the lock until the
- * kernel has the SQE needs no extra system call and no cross-thread
- * protocol.
+ * Registered files would be the other way: the SQE then names a slot of
+ * the ring's own file table, which keeps its own reference to the file.
+ * They were not chosen because every ring (the engine's and one per FUSE
+ * queue thread) would need a slot for every open image, and a
+ * SINGLE_ISSUER ring accepts io_uring_register only from its submitter
+ * thread: each open, swap and close would have to be passed to every ring
+ * thread and waited for, a protocol of its own with its own deadlocks
+ * (a queue thread may be the one that runs the open). Holding the lock
+ * until the kernel has the SQE needs no system call and no messages, and
+ * what it costs is only that a swapper waits while a submit keeps failing.
  */
 #include <errno.h>
 #include <poll.h>
