@@ -176,6 +176,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 	img->inode = inode;
 	img->fd = -1;
 	pthread_mutex_init(&img->upgrade_lock, NULL);
+	img->wb_err = 0;	/* no flush has failed yet (see image.h) */
 	pthread_rwlock_init(&img->fdlock, NULL);
 	gate_init(&img->sizelock);
 	pthread_mutex_init(&img->rmw_lock, NULL);

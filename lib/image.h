@@ -80,6 +80,16 @@ struct vc_image {
 	 */
 	struct vc_gate sizelock;
 
+	/*
+	 * The first error of a backing sync that covered guest data (0 when
+	 * none): every later guest flush reports it, until the image is freed
+	 * at its last release. The kernel reports a writeback error only once
+	 * per open file, and all openers share one backing descriptor, so
+	 * without this a second fsync would succeed for dropped data (QEMU's
+	 * file-posix latches it the same way). Atomic.
+	 */
+	int wb_err;
+
 	struct vc_image_stats stats;
 	struct vc_image *next_open;	/* registry list; protected by registry lock */
 };

@@ -130,6 +130,45 @@ io_pwrite_full(int fd, const void *buf, size_t len, off_t off, int rwf)
 	return (ssize_t)done;
 }
 
+int
+io_wb_result(struct vc_image *img, int r)
+{
+	int first = 0;
+
+	if (r < 0 && __atomic_compare_exchange_n(&img->wb_err, &first, r,
+	    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		log_warnc(r, "%s: backing sync failed; every flush of the image "
+		    "fails from now on, until it is closed", img->relpath);
+		return r;
+	}
+	first = __atomic_load_n(&img->wb_err, __ATOMIC_ACQUIRE);
+	return first != 0 ? first : r;
+}
+
+/* fdatasync or fsync of a backing descriptor (with the test fault hook):
+ * 0 or -errno. */
+static int
+io_sync_fd(int fd, bool datasync)
+{
+	int r = fault_hit(VC_FAULT_FSYNC);
+
+	if (r == 0 && (datasync ? fdatasync(fd) : fsync(fd)) == -1)
+		r = -errno;
+	return r;
+}
+
+/* A durable mode's sync after a size change: its failure is latched, as
+ * the data it should have made durable may be gone; returns 0 or -errno. */
+static int
+io_sync_meta(struct vc_image *img, int fd)
+{
+	int r = io_sync_fd(fd, true);
+
+	if (r < 0)
+		io_wb_result(img, r);
+	return r;
+}
+
 static void
 io_fd_get(struct vc_image *img, int *fd)
 {
@@ -308,9 +347,8 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 
 		if (ftruncate(fd, want) == -1)
 			err = -errno;
-		else if ((rwf & RWF_DSYNC || img->policy->write_durable) &&
-		    fdatasync(fd) == -1)
-			err = -errno;	/* the new size must be durable too */
+		else if (rwf & RWF_DSYNC || img->policy->write_durable)
+			err = io_sync_meta(img, fd);	/* the new size too */
 	}
 
 	if (tail_rmw && !(head_rmw && last == start))
@@ -392,14 +430,20 @@ io_fsync(struct vc_image *img, bool datasync)
 {
 	int fd, r = 0;
 
+	/*
+	 * A mode that drops flushes (unsafe) keeps dropping them and returns
+	 * 0 even if an error was latched: it promises no durability, so a
+	 * flush has nothing to report. Nothing latches there anyway (its
+	 * flushes never reach the store, and it has no durable size changes).
+	 */
 	if (!img->policy->flush_forwarded) {
 		STAT_ADD(img, fsyncs_dropped, 1);
 		return 0;
 	}
+	/* Synced even when an error is latched: what can still reach the
+	 * store does, but the flush reports the error all the same. */
 	io_fd_get(img, &fd);
-	r = fault_hit(VC_FAULT_FSYNC);
-	if (r == 0 && (datasync ? fdatasync(fd) : fsync(fd)) == -1)
-		r = -errno;
+	r = io_wb_result(img, io_sync_fd(fd, datasync));
 	io_fd_put(img);
 	io_account(img, VC_OP_FSYNC, r);
 	return r;
@@ -409,9 +453,7 @@ io_fsync(struct vc_image *img, bool datasync)
 static int
 io_meta_done(struct vc_image *img, int fd)
 {
-	if (img->policy->write_durable && fdatasync(fd) == -1)
-		return -errno;
-	return 0;
+	return img->policy->write_durable ? io_sync_meta(img, fd) : 0;
 }
 
 int
@@ -475,8 +517,12 @@ io_copy_range(struct vc_image *in, off_t off_in, struct vc_image *out,
 		n = copy_file_range(fdin, &off_in, fdout, &off_out, len, 0);
 		if (n == -1)
 			n = -errno;
-		else if (out->policy->write_durable && fdatasync(fdout) == -1)
-			n = -errno;
+		else if (out->policy->write_durable) {
+			int r = io_sync_meta(out, fdout);
+
+			if (r < 0)
+				n = r;
+		}
 		io_fd_put(out);
 		io_fd_put(in);
 		if (n >= 0)
@@ -620,7 +666,7 @@ void
 io_submit_fsync(struct vc_image *img, bool datasync, vc_io_done done,
     void *arg)
 {
-	if (!img->policy->flush_forwarded) {
+	if (!img->policy->flush_forwarded) {	/* unsafe: see io_fsync() */
 		STAT_ADD(img, fsyncs_dropped, 1);
 		done(arg, 0, NULL);
 		return;

@@ -31,6 +31,14 @@ void io_inflight_leave(struct vc_image *img);
 /* Count a finished request in img->stats. */
 void io_account(struct vc_image *img, int op, ssize_t res);
 
+/*
+ * The result of a backing sync that covers guest data (a guest flush, or
+ * the fdatasync that makes a durable mode's size change durable): a
+ * failure r < 0 is latched in img->wb_err if it is the first. Returns
+ * the latched error if there is one, else r.
+ */
+int io_wb_result(struct vc_image *img, int r);
+
 enum { VC_OP_READ, VC_OP_WRITE, VC_OP_FSYNC };
 
 #endif

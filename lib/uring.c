@@ -4,6 +4,27 @@
  * Every request context has one owner at a time: the submitting worker
  * until uring_handoff(), then the engine thread, which frees it in
  * uring_finish() and nowhere else.
+ *
+ * A prepared SQE names the backing descriptor by number, and the kernel
+ * looks the number up only when it consumes the SQE. So a request holds
+ * its image's fdlock for reading from the moment it takes an SQE until
+ * the kernel has consumed that SQE: a descriptor swap (image_upgrade, the
+ * coming live mode switch) waits for it, and no SQE can reach a number
+ * that was closed and reused. A submit that fails (-EBUSY, -EAGAIN,
+ * -ENOMEM) leaves SQEs queued: their locks stay held, and the ring's
+ * thread, which keeps looping, submits them again later; the swapper only
+ * waits. Each lock is released in the thread that took it (the ring's).
+ *
+ * Registered files would be the other way: the SQE then names a slot of
+ * the ring's own file table, which keeps its own reference to the file.
+ * They were not chosen because every ring (the engine's and one per FUSE
+ * queue thread) would need a slot for every open image, and a
+ * SINGLE_ISSUER ring accepts io_uring_register only from its submitter
+ * thread: each open, swap and close would have to be passed to every ring
+ * thread and waited for, a protocol of its own with its own deadlocks
+ * (a queue thread may be the one that runs the open). Holding the lock
+ * until the kernel has the SQE needs no system call and no messages, and
+ * what it costs is only that a swapper waits while a submit keeps failing.
  */
 #include <errno.h>
 #include <poll.h>
@@ -12,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "io_priv.h"
 #include "log.h"
 #include "uring.h"
@@ -30,6 +52,9 @@ struct uring_req {
 	int rwf;
 	bool datasync;
 	bool gated;			/* holds img->sizelock shared */
+	bool held;			/* holds img->fdlock for reading: its SQE
+					 * is not known to be consumed yet */
+	unsigned sq_end;		/* the SQ tail just past its SQE */
 	vc_io_done cb;
 	void *arg;
 	struct vc_uring_local *rc;	/* the ring it goes through */
@@ -79,25 +104,79 @@ uring_req_put(struct vc_uring *u, struct uring_req *req)
 }
 
 /*
- * Prepare the rest of req on the ring; engine thread only. The backing
- * descriptor is read under fdlock, which stays held until the batch is
- * submitted (uring_flush), because the kernel resolves it during submit:
- * after that a descriptor swap cannot pull it from under the request.
- * Returns 0 or -EBUSY when the ring is full even after a submit.
+ * Submit what is queued on ring; its thread only. The test fault hook can
+ * make it fail without entering the kernel: the SQEs then stay queued, as
+ * after a real -EBUSY. Returns what io_uring_submit returns.
+ */
+static int
+uring_submit(struct io_uring *ring, bool wait)
+{
+	int r = fault_hit(VC_FAULT_URING_SUBMIT);
+
+	if (r < 0)
+		return r;
+	do {
+		r = wait ? io_uring_submit_and_wait(ring, 1) :
+		    io_uring_submit(ring);
+	} while (r == -EINTR);
+	return r;
+}
+
+/* Whether the kernel has consumed req's SQE (it consumes them in order). */
+static bool
+uring_consumed(const struct uring_req *req)
+{
+	unsigned pending = io_uring_sq_ready(req->rc->ring);
+	unsigned head = req->rc->ring->sq.sqe_tail - pending;
+
+	return (int)(head - req->sq_end) >= 0;
+}
+
+/* Release req's fdlock and take it off its ring's batch. */
+static void
+uring_unhold(struct uring_req *req)
+{
+	struct vc_uring_local *rc = req->rc;
+
+	for (unsigned i = 0; i < rc->nbatch; i++) {
+		if (rc->batch[i] != req)
+			continue;
+		memmove(&rc->batch[i], &rc->batch[i + 1],
+		    (rc->nbatch - i - 1) * sizeof(rc->batch[0]));
+		rc->nbatch--;
+		break;
+	}
+	req->held = false;
+	pthread_rwlock_unlock(&req->img->fdlock);
+}
+
+/*
+ * Prepare the rest of req on the ring; its ring's thread only. The backing
+ * descriptor is read under fdlock, taken before the SQE and held until
+ * the kernel has consumed it (see the top of this file). Returns 0 or
+ * -EBUSY when the ring is full even after a submit.
  */
 static int
 uring_prep(struct uring_req *req)
 {
 	struct io_uring *ring = req->rc->ring;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_sqe *sqe;
 
-	if (sqe == NULL) {
-		io_uring_submit(ring);	/* make room */
-		sqe = io_uring_get_sqe(ring);
-		if (sqe == NULL)
-			return -EBUSY;
-	}
 	pthread_rwlock_rdlock(&req->img->fdlock);
+	sqe = io_uring_get_sqe(ring);
+	if (sqe == NULL) {
+		/* Make room. A failed submit frees none, and the batch's
+		 * locks stay held until their SQEs are consumed. */
+		uring_submit(ring, false);
+		uring_local_flushed(req->rc);
+		sqe = io_uring_get_sqe(ring);
+		if (sqe == NULL) {
+			pthread_rwlock_unlock(&req->img->fdlock);
+			return -EBUSY;
+		}
+	}
+	req->held = true;
+	req->sq_end = ring->sq.sqe_tail;
 	switch (req->op) {
 	case VC_OP_READ:
 		io_uring_prep_read(sqe, req->img->fd, req->buf + req->done,
@@ -115,7 +194,7 @@ uring_prep(struct uring_req *req)
 		break;
 	}
 	io_uring_sqe_set_data(sqe, (void *)((uintptr_t)req | req->rc->tag));
-	/* Submitted at the end of this batch; unlocked there. */
+	/* Submitted at the end of this batch; unlocked once consumed. */
 	req->next_free = NULL;
 	return 0;
 }
@@ -188,8 +267,23 @@ uring_finish(struct uring_req *req, ssize_t res)
 static void
 uring_complete(struct uring_req *req, int res)
 {
+	/*
+	 * A completion means the SQE was consumed, possibly by a submit that
+	 * was not followed by uring_local_flushed() (a make-room submit):
+	 * release the lock here, before req can finish and be reused.
+	 */
+	if (req->held)
+		uring_unhold(req);
 	if (res == -EAGAIN || res == -EINTR) {
 		uring_resubmit(req);
+		return;
+	}
+	if (req->op == VC_OP_FSYNC) {
+		int f = fault_hit(VC_FAULT_FSYNC);	/* as if the store failed */
+
+		/* The latch of io_fsync(), for flushes through the ring. */
+		uring_finish(req, io_wb_result(req->img, f < 0 ? f :
+		    res < 0 ? res : 0));
 		return;
 	}
 	if (res < 0) {
@@ -216,8 +310,7 @@ uring_complete(struct uring_req *req, int res)
 		}
 		break;
 	default:
-		uring_finish(req, 0);
-		return;
+		break;				/* FSYNC: handled above */
 	}
 	uring_resubmit(req);			/* the short remainder */
 }
@@ -236,19 +329,36 @@ uring_resubmit(struct uring_req *req)
 	rc->batch[rc->nbatch++] = req;
 	/*
 	 * A local ring's thread goes on to dispatch other requests, which may
-	 * take an image's fdlock for writing (image_upgrade): submit now, so
-	 * no read lock is held past this call.
+	 * want an image's fdlock for writing (image_upgrade, run in the pool):
+	 * submit now, so the read lock is normally gone when this returns. If
+	 * the submit fails, the lock stays until the SQE is consumed by a
+	 * later submit of the thread's loop (or by its completion); the
+	 * thread never waits for the write lock itself (fr_busy() keeps such
+	 * requests off a thread with I/O in flight).
 	 */
-	if (rc->tag != 0 && io_uring_submit(rc->ring) >= 0)
-		uring_local_flushed(rc);	/* else after the caller's submit */
+	if (rc->tag != 0) {
+		uring_submit(rc->ring, false);
+		uring_local_flushed(rc);
+	}
 }
 
 void
 uring_local_flushed(struct vc_uring_local *rc)
 {
-	for (unsigned i = 0; i < rc->nbatch; i++)
-		pthread_rwlock_unlock(&((struct uring_req *)rc->batch[i])->img->fdlock);
-	rc->nbatch = 0;
+	unsigned n = 0;
+
+	/* The batch is in SQ order: release the prefix the kernel consumed. */
+	while (n < rc->nbatch && uring_consumed(rc->batch[n])) {
+		struct uring_req *req = rc->batch[n++];
+
+		req->held = false;
+		pthread_rwlock_unlock(&req->img->fdlock);
+	}
+	if (n == 0)
+		return;
+	memmove(&rc->batch[0], &rc->batch[n],
+	    (rc->nbatch - n) * sizeof(rc->batch[0]));
+	rc->nbatch -= n;
 }
 
 void
@@ -263,16 +373,16 @@ uring_local_complete(void *data, int res)
 	uring_complete((struct uring_req *)((uintptr_t)data & ~(uintptr_t)1), res);
 }
 
-/* Submit what was prepared and release the descriptors' fdlocks. */
+/*
+ * Submit what was prepared and release the fdlocks of what the kernel
+ * took. When the submit failed and SQEs are left, wait a moment before
+ * the caller loops again: the same submit at once would fail the same way.
+ */
 static void
 uring_flush(struct vc_uring *u, bool wait)
 {
-	int r;
+	int r = uring_submit(&u->ring, wait);
 
-	do {
-		r = wait ? io_uring_submit_and_wait(&u->ring, 1) :
-		    io_uring_submit(&u->ring);
-	} while (r == -EINTR);
 	if (r < 0 && r != -ETIME && r != -EBUSY) {
 		static unsigned warned;
 
@@ -280,6 +390,9 @@ uring_flush(struct vc_uring *u, bool wait)
 			log_warnc(r, "io_uring_submit");
 	}
 	uring_local_flushed(&uring_engine_rc);
+	if (r < 0 && r != -ETIME && io_uring_sq_ready(&u->ring) > 0 &&
+	    io_uring_cq_ready(&u->ring) == 0)
+		poll(NULL, 0, 1);
 }
 
 /* Arm (again) the multishot poll on the wake-up eventfd. */
@@ -289,7 +402,8 @@ uring_arm_efd(struct vc_uring *u)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
 	if (sqe == NULL) {
-		io_uring_submit(&u->ring);
+		uring_submit(&u->ring, false);
+		uring_local_flushed(&uring_engine_rc);
 		sqe = io_uring_get_sqe(&u->ring);
 	}
 	if (sqe == NULL)
@@ -481,6 +595,7 @@ uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
 	req->rwf = 0;
 	req->datasync = false;
 	req->gated = false;
+	req->held = false;
 	req->cb = cb;
 	req->arg = arg;
 	return req;

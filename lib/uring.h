@@ -50,7 +50,8 @@ struct vc_uring {
  * without a hop through the engine thread. Its CQEs whose user data has
  * bit 0 (tag 1) set are the engine's: pass them to uring_local_complete().
  * After each submit, uring_local_flushed() releases the descriptors held
- * for the prepared requests. Such a thread promises that a write's payload
+ * for the prepared requests whose SQEs the kernel consumed; the others
+ * stay held until a later submit takes them. Such a thread promises that a write's payload
  * stays valid until its done callback: an aligned one is written in place.
  */
 struct vc_uring_local {
