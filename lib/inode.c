@@ -510,27 +510,16 @@ inode_relpath(struct vc_itable *t, struct vc_inode *inode, char *buf,
 	return 0;
 }
 
-/* The bits a write by a caller without CAP_FSETID takes away. */
-static mode_t
-inode_privs(mode_t mode)
-{
-	mode_t kill = mode & S_ISUID;
-
-	/* setgid without group-exec marks mandatory locking, not privilege */
-	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
-		kill |= S_ISGID;
-	return S_ISREG(mode) ? kill : 0;
-}
-
 void
 inode_note_mode(struct vc_inode *inode, mode_t mode)
 {
-	__atomic_store_n(&inode->maybe_privs, inode_privs(mode) != 0,
-	    __ATOMIC_RELAXED);
+	__atomic_store_n(&inode->maybe_privs, S_ISREG(mode) &&
+	    (mode & (S_ISUID | S_ISGID)) != 0, __ATOMIC_RELAXED);
 }
 
 int
-inode_kill_privs(struct vc_inode *inode)
+inode_kill_privs(struct vc_inode *inode, bool (*in_group)(gid_t, void *),
+    void *arg)
 {
 	char proc[64];
 	struct stat st;
@@ -541,7 +530,15 @@ inode_kill_privs(struct vc_inode *inode)
 		return 0;
 	if (fstatat(inode->fd, "", &st, AT_EMPTY_PATH) == -1)
 		return -errno;
-	kill = inode_privs(st.st_mode);
+	/*
+	 * As current kernels decide (setattr_should_drop_sgid): setgid goes
+	 * where group-exec is set, and also without it when the writer is
+	 * not in the file's group (Linux 6.1 kept it then).
+	 */
+	kill = st.st_mode & S_ISUID;
+	if ((st.st_mode & S_ISGID) && ((st.st_mode & S_IXGRP) ||
+	    !in_group(st.st_gid, arg)))
+		kill |= S_ISGID;
 	if (kill != 0) {
 		inode_procpath(inode, proc, sizeof(proc));
 		if (chmod(proc, st.st_mode & 07777 & ~kill) == -1)

@@ -120,11 +120,12 @@ int inode_relpath(struct vc_itable *t, struct vc_inode *inode,
 void inode_note_mode(struct vc_inode *inode, mode_t mode);
 /*
  * A write by a caller without CAP_FSETID (FUSE_WRITE_KILL_SUIDGID): clear
- * setuid, and setgid where group-exec is set, as the kernel does for
- * such a writer, owner included. The inode must be pinned. Returns 0 or
- * -errno.
+ * setuid and setgid as the kernel does for such a writer, owner included.
+ * in_group(gid, arg) tells whether the writer is in group gid. The inode
+ * must be pinned. Returns 0 or -errno.
  */
-int inode_kill_privs(struct vc_inode *inode);
+int inode_kill_privs(struct vc_inode *inode, bool (*in_group)(gid_t, void *),
+    void *arg);
 
 /* Flush the whole backing filesystem. Returns 0 or -errno. */
 int itable_syncfs(const struct vc_itable *t);

@@ -703,6 +703,23 @@ vc_write_kills_privs(const char *buf, size_t size, off_t off)
 	return (in->write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
 }
 
+/* Whether the request's caller is in group gid (for inode_kill_privs). */
+static bool
+vc_caller_in_group(gid_t gid, void *arg)
+{
+	fuse_req_t req = arg;
+	gid_t groups[VC_CREDS_GROUPS_MAX];
+	int n;
+
+	if (fuse_req_ctx(req)->gid == gid)
+		return true;
+	n = fuse_req_getgroups(req, VC_CREDS_GROUPS_MAX, groups);
+	for (int i = 0; i < n && i < VC_CREDS_GROUPS_MAX; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
 static void
 vc_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     off_t off, struct fuse_file_info *fi)
@@ -712,7 +729,7 @@ vc_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 
 	/* An open image keeps its inode pinned. */
 	if (vc_write_kills_privs(buf, size, off) &&
-	    (err = inode_kill_privs(img->inode)) < 0) {
+	    (err = inode_kill_privs(img->inode, vc_caller_in_group, req)) < 0) {
 		vc_reply_err(req, err);
 		return;
 	}
@@ -1169,12 +1186,13 @@ vc_init(void *userdata, struct fuse_conn_info *conn)
 	 * POSIX ACLs: the kernel reads system.posix_acl_* through getxattr
 	 * and enforces them in its permission checks (default_permissions
 	 * alone looks at mode bits, and the daemon reads as root). It then
-	 * leaves the umask to us: new objects are made as the caller with
-	 * the caller's umask (creds.c), so a parent's default ACL applies
-	 * as on a plain directory.
+	 * leaves the umask to us (DONT_MASK): new objects are made as the
+	 * caller with the caller's umask (creds.c), so a parent's default
+	 * ACL applies as on a plain directory.
 	 */
-	if (conn->capable & FUSE_CAP_POSIX_ACL)
-		conn->want |= FUSE_CAP_POSIX_ACL;
+	if ((conn->capable & (FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK)) ==
+	    (FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK))
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/*
