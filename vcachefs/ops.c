@@ -63,12 +63,15 @@ vc_reply_err(fuse_req_t req, int err)
 
 /*
  * Pin an inode's backing descriptor for one request (inode.h): every use
- * of inode->fd or inode_procpath() sits between these two.
+ * of inode->fd or inode_procpath() sits between these two. Returns 0 or
+ * -errno.
  */
 static int
 vc_pin(fuse_req_t req, struct vc_inode *inode)
 {
-	return inode_fd_get(&vc_fs(req)->itable, inode);
+	int fd = inode_fd_get(&vc_fs(req)->itable, inode);
+
+	return fd < 0 ? fd : 0;	/* the descriptor is inode->fd */
 }
 
 static void
