@@ -7,12 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "inode.h"
 #include "log.h"
 
-#define ITABLE_INITIAL_BUCKETS 1024
+#define ITABLE_INITIAL_BUCKETS	1024
+/* Closable descriptors kept open: this share of RLIMIT_NOFILE, within
+ * bounds. The rest is for images, the rings and the FUSE session. */
+#define ITABLE_FDS_MIN		32
+#define ITABLE_FDS_MAX		65536
+#define ITABLE_EVICT_BATCH	16
 
 static size_t
 itable_hash(const struct vc_itable *t, dev_t dev, ino_t ino)
@@ -22,12 +28,76 @@ itable_hash(const struct vc_itable *t, dev_t dev, ino_t ino)
 	return (size_t)(h >> 17) & (t->nbuckets - 1);
 }
 
+/* The file handle of fd's object, or NULL where it has none. */
+static struct file_handle *
+itable_handle_of(int fd)
+{
+	struct file_handle *h, *shrunk;
+	int mount_id;
+
+	h = malloc(sizeof(*h) + MAX_HANDLE_SZ);
+	if (h == NULL)
+		return NULL;
+	h->handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", h, &mount_id, AT_EMPTY_PATH) == -1) {
+		free(h);
+		return NULL;
+	}
+	shrunk = realloc(h, sizeof(*h) + h->handle_bytes);
+	return shrunk != NULL ? shrunk : h;
+}
+
+/*
+ * Whether handles of the source's filesystem can be reopened here: it
+ * must export them and open_by_handle_at needs CAP_DAC_READ_SEARCH.
+ * Says why not, once.
+ */
+static bool
+itable_probe_handles(int rootfd, int mountfd)
+{
+	struct file_handle *h = itable_handle_of(rootfd);
+	int fd, saverr;
+
+	if (h == NULL) {
+		log_info("the source's filesystem exports no file handles (%s): "
+		    "every looked-up inode keeps a descriptor", strerror(errno));
+		return false;
+	}
+	fd = mountfd < 0 ? -1 : open_by_handle_at(mountfd, h, O_PATH | O_CLOEXEC);
+	saverr = mountfd < 0 ? EBADF : errno;
+	free(h);
+	if (fd == -1) {
+		log_info("cannot reopen file handles (%s): every looked-up "
+		    "inode keeps a descriptor", strerror(saverr));
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+static unsigned
+itable_fd_budget(void)
+{
+	struct rlimit rl;
+	rlim_t n = ITABLE_FDS_MIN * 2;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		n = rl.rlim_cur;
+	n /= 2;
+	if (n < ITABLE_FDS_MIN)
+		n = ITABLE_FDS_MIN;
+	if (n > ITABLE_FDS_MAX)
+		n = ITABLE_FDS_MAX;
+	return (unsigned)n;
+}
+
 int
 itable_init(struct vc_itable *t, int rootfd)
 {
 	struct stat st;
 
 	memset(t, 0, sizeof(*t));
+	t->mountfd = -1;
 	if (fstat(rootfd, &st) == -1)
 		return -errno;
 	t->buckets = calloc(ITABLE_INITIAL_BUCKETS, sizeof(*t->buckets));
@@ -40,7 +110,28 @@ itable_init(struct vc_itable *t, int rootfd)
 	t->root.ino = st.st_ino;
 	t->root.type = S_IFDIR;
 	t->root.nlookup = 2;	/* the kernel never forgets the root */
+	t->root.fd_users = 1;	/* and its descriptor never closes */
+	t->lru.lru_next = t->lru.lru_prev = &t->lru;
+	/* open_by_handle_at wants a descriptor it can read (not O_PATH). */
+	t->mountfd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	t->handles = itable_probe_handles(rootfd, t->mountfd);
+	if (!t->handles && t->mountfd >= 0) {
+		close(t->mountfd);
+		t->mountfd = -1;
+	}
+	t->maxfds = itable_fd_budget();
+	log_debug("inode table: %s, at most %u unused descriptors kept",
+	    t->handles ? "file handles" : "descriptors only", t->maxfds);
 	return 0;
+}
+
+static void
+itable_free_inode(struct vc_inode *n)
+{
+	if (n->fd >= 0)
+		close(n->fd);
+	free(n->handle);
+	free(n);
 }
 
 void
@@ -51,8 +142,7 @@ itable_exit(struct vc_itable *t)
 
 		for (n = t->buckets[i]; n != NULL; n = next) {
 			next = n->next;
-			close(n->fd);
-			free(n);
+			itable_free_inode(n);
 		}
 	}
 	free(t->buckets);
@@ -60,6 +150,9 @@ itable_exit(struct vc_itable *t)
 	if (t->root.fd >= 0)
 		close(t->root.fd);
 	t->root.fd = -1;
+	if (t->mountfd >= 0)
+		close(t->mountfd);
+	t->mountfd = -1;
 	pthread_mutex_destroy(&t->lock);
 }
 
@@ -90,22 +183,71 @@ itable_grow(struct vc_itable *t)
 	free(old);
 }
 
-int
-itable_lookup(struct vc_itable *t, struct vc_inode *parent, const char *name,
-    struct vc_inode **out, struct stat *st)
+/* LRU of closable descriptors. Called with t->lock held. */
+static void
+itable_lru_del(struct vc_itable *t, struct vc_inode *n)
+{
+	if (n->lru_next == NULL)
+		return;
+	n->lru_prev->lru_next = n->lru_next;
+	n->lru_next->lru_prev = n->lru_prev;
+	n->lru_next = n->lru_prev = NULL;
+	t->nclosable--;
+}
+
+static void
+itable_lru_add(struct vc_itable *t, struct vc_inode *n)
+{
+	if (n->lru_next != NULL || n->fd < 0 || n->handle == NULL ||
+	    n->fd_users > 0 || n == &t->root)
+		return;
+	n->lru_prev = t->lru.lru_prev;
+	n->lru_next = &t->lru;
+	t->lru.lru_prev->lru_next = n;
+	t->lru.lru_prev = n;
+	t->nclosable++;
+}
+
+/*
+ * Take descriptors beyond the budget off their inodes, oldest first, into
+ * fds (at most ITABLE_EVICT_BATCH). Called with t->lock held; the caller
+ * closes them after unlocking. Returns how many.
+ */
+static unsigned
+itable_evict_locked(struct vc_itable *t, int *fds)
+{
+	unsigned n = 0;
+
+	while (t->nclosable > t->maxfds && n < ITABLE_EVICT_BATCH) {
+		struct vc_inode *old = t->lru.lru_next;
+
+		itable_lru_del(t, old);
+		fds[n++] = old->fd;
+		old->fd = -1;
+	}
+	return n;
+}
+
+static void
+itable_close_all(const int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/*
+ * Enter the object of fd (O_PATH, owned from now on) with attributes st.
+ * Returns 0 with *out referenced once more, or -errno.
+ */
+static int
+itable_insert(struct vc_itable *t, int fd, const struct stat *st,
+    struct vc_inode **out)
 {
 	struct vc_inode *n;
+	struct file_handle *fh;
+	int evicted[ITABLE_EVICT_BATCH];
+	unsigned nev;
 	size_t h;
-	int fd, saverr;
-
-	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1)
-		return -errno;
-	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
-		saverr = errno;
-		close(fd);
-		return -saverr;
-	}
 
 	pthread_mutex_lock(&t->lock);
 	if (st->st_dev == t->root.dev && st->st_ino == t->root.ino) {
@@ -124,8 +266,17 @@ itable_lookup(struct vc_itable *t, struct vc_inode *parent, const char *name,
 	}
 	if (n != NULL) {
 		n->nlookup++;
+		if (n->fd < 0) {	/* evicted: this one saves a reopen */
+			n->fd = fd;
+			fd = -1;
+			itable_lru_add(t, n);
+		}
+		nev = itable_evict_locked(t, evicted);
 		pthread_mutex_unlock(&t->lock);
-		close(fd);	/* the inode keeps its own descriptor */
+		if (fd >= 0)
+			close(fd);	/* the inode keeps its own descriptor */
+		itable_close_all(evicted, nev);
+		inode_note_mode(n, st->st_mode);
 		*out = n;
 		return 0;
 	}
@@ -140,13 +291,71 @@ itable_lookup(struct vc_itable *t, struct vc_inode *parent, const char *name,
 	n->ino = st->st_ino;
 	n->type = st->st_mode & S_IFMT;
 	n->nlookup = 1;
+	n->fd_users = 1;	/* until it has a handle, below */
+	inode_note_mode(n, st->st_mode);
 	n->next = t->buckets[h];
 	t->buckets[h] = n;
 	if (++t->count > t->nbuckets * 2)
 		itable_grow(t);
 	pthread_mutex_unlock(&t->lock);
+
+	/*
+	 * Outside the lock. Handles are decoded against the source's
+	 * filesystem: objects of other filesystems below it keep their fd.
+	 */
+	fh = t->handles && st->st_dev == t->root.dev ? itable_handle_of(fd) : NULL;
+	pthread_mutex_lock(&t->lock);
+	n->handle = fh;
+	n->fd_users--;
+	itable_lru_add(t, n);
+	nev = itable_evict_locked(t, evicted);
+	pthread_mutex_unlock(&t->lock);
+	itable_close_all(evicted, nev);
 	*out = n;
 	return 0;
+}
+
+int
+itable_lookup(struct vc_itable *t, struct vc_inode *parent, const char *name,
+    struct vc_inode **out, struct stat *st)
+{
+	int pfd, fd, saverr;
+
+	pfd = inode_fd_get(t, parent);
+	if (pfd < 0)
+		return pfd;
+	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	saverr = errno;
+	inode_fd_put(t, parent);
+	if (fd == -1)
+		return -saverr;
+	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
+		saverr = errno;
+		close(fd);
+		return -saverr;
+	}
+	return itable_insert(t, fd, st, out);
+}
+
+int
+itable_lookup_fd(struct vc_itable *t, int fd, struct vc_inode **out,
+    struct stat *st)
+{
+	char proc[64];
+	int pfd, saverr;
+
+	/* Following the magic link reopens the same object, never a name
+	 * (O_NOFOLLOW would open the link itself). */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	pfd = open(proc, O_PATH | O_CLOEXEC);
+	if (pfd == -1)
+		return -errno;
+	if (fstatat(pfd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
+		saverr = errno;
+		close(pfd);
+		return -saverr;
+	}
+	return itable_insert(t, pfd, st, out);
 }
 
 /* Unhash and free an inode nobody references. Called with t->lock held; drops it. */
@@ -155,10 +364,12 @@ itable_drop_locked(struct vc_itable *t, struct vc_inode *inode)
 {
 	struct vc_inode **pp;
 
-	if (inode->nlookup > 0 || inode == &t->root || inode->image != NULL) {
+	if (inode->nlookup > 0 || inode == &t->root || inode->image != NULL ||
+	    inode->fd_users > 0) {
 		pthread_mutex_unlock(&t->lock);
 		return;
 	}
+	itable_lru_del(t, inode);
 	pp = &t->buckets[itable_hash(t, inode->dev, inode->ino)];
 	while (*pp != NULL && *pp != inode)
 		pp = &(*pp)->next;
@@ -166,8 +377,7 @@ itable_drop_locked(struct vc_itable *t, struct vc_inode *inode)
 		*pp = inode->next;
 	t->count--;
 	pthread_mutex_unlock(&t->lock);
-	close(inode->fd);
-	free(inode);
+	itable_free_inode(inode);
 }
 
 void
@@ -189,9 +399,71 @@ itable_set_image(struct vc_itable *t, struct vc_inode *inode,
     struct vc_image *img)
 {
 	pthread_mutex_lock(&t->lock);
+	if (img != NULL && inode->image == NULL) {
+		inode->fd_users++;	/* the caller's pin keeps fd open */
+		itable_lru_del(t, inode);
+	} else if (img == NULL && inode->image != NULL) {
+		inode->fd_users--;
+		itable_lru_add(t, inode);
+	}
 	inode->image = img;
 	/* FORGET may overtake the asynchronous RELEASE: free it here then. */
 	itable_drop_locked(t, inode);
+}
+
+int
+inode_fd_get(struct vc_itable *t, struct vc_inode *inode)
+{
+	int fd, extra = -1, saverr;
+
+	pthread_mutex_lock(&t->lock);
+	inode->fd_users++;
+	if (inode->fd >= 0) {
+		itable_lru_del(t, inode);
+		fd = inode->fd;
+		pthread_mutex_unlock(&t->lock);
+		return fd;
+	}
+
+	/* Closed for the budget: only inodes with a handle ever are. */
+	if (inode->handle == NULL) {
+		pthread_mutex_unlock(&t->lock);
+		inode_fd_put(t, inode);
+		return -EBADF;
+	}
+	pthread_mutex_unlock(&t->lock);
+	fd = open_by_handle_at(t->mountfd, inode->handle, O_PATH | O_CLOEXEC);
+	saverr = errno;
+	pthread_mutex_lock(&t->lock);
+	if (fd == -1) {
+		pthread_mutex_unlock(&t->lock);
+		inode_fd_put(t, inode);
+		return -saverr;
+	}
+	if (inode->fd >= 0) {		/* another user reopened it first */
+		extra = fd;
+		fd = inode->fd;
+	} else {
+		inode->fd = fd;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (extra >= 0)
+		close(extra);
+	return fd;
+}
+
+void
+inode_fd_put(struct vc_itable *t, struct vc_inode *inode)
+{
+	int evicted[ITABLE_EVICT_BATCH];
+	unsigned nev;
+
+	pthread_mutex_lock(&t->lock);
+	inode->fd_users--;
+	itable_lru_add(t, inode);
+	nev = itable_evict_locked(t, evicted);
+	itable_drop_locked(t, inode);	/* unlocks */
+	itable_close_all(evicted, nev);
 }
 
 void
@@ -201,19 +473,27 @@ inode_procpath(const struct vc_inode *inode, char *buf, size_t len)
 }
 
 int
-inode_relpath(const struct vc_itable *t, const struct vc_inode *inode,
-    char *buf, size_t len)
+inode_relpath(struct vc_itable *t, struct vc_inode *inode, char *buf,
+    size_t len)
 {
 	char proc[64], root[PATH_MAX], self[PATH_MAX];
 	ssize_t rl, sl;
 	size_t rlen;
+	int fd, saverr;
 
 	inode_procpath(&t->root, proc, sizeof(proc));
 	rl = readlink(proc, root, sizeof(root) - 1);
-	inode_procpath(inode, proc, sizeof(proc));
-	sl = readlink(proc, self, sizeof(self) - 1);
-	if (rl < 0 || sl < 0)
+	if (rl < 0)
 		return -errno;
+	fd = inode_fd_get(t, inode);
+	if (fd < 0)
+		return fd;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	sl = readlink(proc, self, sizeof(self) - 1);
+	saverr = errno;
+	inode_fd_put(t, inode);
+	if (sl < 0)
+		return -saverr;
 	root[rl] = '\0';
 	self[sl] = '\0';
 	rlen = (size_t)rl;
@@ -227,6 +507,44 @@ inode_relpath(const struct vc_itable *t, const struct vc_inode *inode,
 	if (strlen(self + rlen) >= len)
 		return -ENAMETOOLONG;
 	strcpy(buf, self + rlen);
+	return 0;
+}
+
+void
+inode_note_mode(struct vc_inode *inode, mode_t mode)
+{
+	__atomic_store_n(&inode->maybe_privs, S_ISREG(mode) &&
+	    (mode & (S_ISUID | S_ISGID)) != 0, __ATOMIC_RELAXED);
+}
+
+int
+inode_kill_privs(struct vc_inode *inode, bool (*in_group)(gid_t, void *),
+    void *arg)
+{
+	char proc[64];
+	struct stat st;
+	mode_t kill;
+
+	/* Most images have no such bits: skip the stat on every write. */
+	if (!__atomic_load_n(&inode->maybe_privs, __ATOMIC_RELAXED))
+		return 0;
+	if (fstatat(inode->fd, "", &st, AT_EMPTY_PATH) == -1)
+		return -errno;
+	/*
+	 * As current kernels decide (setattr_should_drop_sgid): setgid goes
+	 * where group-exec is set, and also without it when the writer is
+	 * not in the file's group (Linux 6.1 kept it then).
+	 */
+	kill = st.st_mode & S_ISUID;
+	if ((st.st_mode & S_ISGID) && ((st.st_mode & S_IXGRP) ||
+	    !in_group(st.st_gid, arg)))
+		kill |= S_ISGID;
+	if (kill != 0) {
+		inode_procpath(inode, proc, sizeof(proc));
+		if (chmod(proc, st.st_mode & 07777 & ~kill) == -1)
+			return -errno;
+	}
+	inode_note_mode(inode, st.st_mode & ~kill);
 	return 0;
 }
 

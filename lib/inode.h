@@ -2,15 +2,30 @@
  * inode.h - the daemon's table of backing inodes.
  *
  * Every object the kernel knows through the mount has one vc_inode, keyed
- * by the backing (st_dev, st_ino), holding an O_PATH descriptor of it. So
- * hard links share one inode, renames of open files keep working, and the
- * in-place overmount never needs a path: everything is reached with *at()
- * calls relative to these descriptors.
+ * by the backing (st_dev, st_ino). So hard links share one inode, renames
+ * of open files keep working, and the in-place overmount never needs a
+ * path: everything is reached with *at() calls relative to the inodes'
+ * O_PATH descriptors.
+ *
+ * Descriptors are bounded: a directory of any size must not starve image
+ * opens of descriptors. Where the backing filesystem exports file handles
+ * (name_to_handle_at) and the daemon may open them (CAP_DAC_READ_SEARCH),
+ * an inode keeps its handle and its O_PATH descriptor is only a cache:
+ * unused ones beyond t->maxfds are closed, oldest first, and reopened from
+ * the handle on the next use. Inodes without a handle (other filesystems
+ * below the source, stores that export none, a non-root daemon) keep their
+ * descriptor for as long as the kernel remembers them, as before.
+ *
+ * Use an inode's descriptor only between inode_fd_get() and
+ * inode_fd_put(). An inode with an open image is pinned for the image's
+ * life, so its descriptor stays valid while the image is open.
  */
 #ifndef VC_INODE_H
 #define VC_INODE_H
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -18,13 +33,22 @@
 struct vc_image;
 
 struct vc_inode {
-	int fd;			/* O_PATH on the backing object; owned */
+	int fd;			/* O_PATH on the backing object, -1 while closed;
+				 * protected by table lock */
+	struct file_handle *handle;	/* NULL: fd never closes; owned */
 	dev_t dev;
 	ino_t ino;
 	mode_t type;		/* S_IFMT bits, fixed for the inode's life */
+	bool maybe_privs;	/* may have setuid/setgid bits: a write by a
+				 * caller without CAP_FSETID must look; atomic */
 	uint64_t nlookup;	/* kernel references; protected by table lock */
+	unsigned fd_users;	/* inode_fd_get() holders, plus one while an
+				 * image is open; protected by table lock */
 	struct vc_image *image;	/* open state, NULL when closed; set under table lock */
 	struct vc_inode *next;	/* hash chain; protected by table lock */
+	/* On the table's LRU of closable descriptors (fd open, a handle, no
+	 * users); protected by table lock. */
+	struct vc_inode *lru_prev, *lru_next;
 };
 
 struct vc_itable {
@@ -33,9 +57,18 @@ struct vc_itable {
 	size_t nbuckets;
 	size_t count;			/* protected by lock */
 	struct vc_inode root;		/* never freed, never in the hash */
+	bool handles;			/* file handles can be reopened here */
+	int mountfd;			/* the root, readable: for open_by_handle_at */
+	unsigned maxfds;		/* closable descriptors kept open at most */
+	unsigned nclosable;		/* on the LRU; protected by lock */
+	struct vc_inode lru;		/* list head: lru.lru_next is the oldest */
 };
 
-/* rootfd: an O_PATH or O_RDONLY descriptor of the source directory; owned from now on. */
+/*
+ * rootfd: an O_PATH or O_RDONLY descriptor of the source directory; owned
+ * from now on. The descriptor budget is derived from RLIMIT_NOFILE as it
+ * is now: raise the limit first.
+ */
 int itable_init(struct vc_itable *t, int rootfd);
 void itable_exit(struct vc_itable *t);
 
@@ -47,23 +80,52 @@ void itable_exit(struct vc_itable *t);
 int itable_lookup(struct vc_itable *t, struct vc_inode *parent,
     const char *name, struct vc_inode **out, struct stat *st);
 
+/*
+ * The same for the object that descriptor fd (any kind, not consumed)
+ * refers to, found without any name: for what the daemon itself has just
+ * created, so that a name swapped in meanwhile cannot stand in for it.
+ */
+int itable_lookup_fd(struct vc_itable *t, int fd, struct vc_inode **out,
+    struct stat *st);
+
 /* Drop n lookup references; the inode is freed at zero. */
 void itable_forget(struct vc_itable *t, struct vc_inode *inode, uint64_t n);
 
 /*
- * Attach or detach the open state. Detaching from an inode the kernel has
- * already forgotten frees the inode: do not touch it afterwards.
+ * Attach or detach the open state; attaching pins the inode's descriptor
+ * (the caller holds it through inode_fd_get()). Detaching from an inode
+ * the kernel has already forgotten frees the inode: do not touch it
+ * afterwards.
  */
 void itable_set_image(struct vc_itable *t, struct vc_inode *inode,
     struct vc_image *img);
 
-/* "/proc/self/fd/N" for an inode: how to reopen an O_PATH descriptor. */
+/*
+ * Pin the inode's O_PATH descriptor, reopening it from its handle if it
+ * was closed. Returns the descriptor, or -errno (ESTALE: the object is
+ * gone). Every successful call needs one inode_fd_put().
+ */
+int inode_fd_get(struct vc_itable *t, struct vc_inode *inode);
+void inode_fd_put(struct vc_itable *t, struct vc_inode *inode);
+
+/* "/proc/self/fd/N" for a pinned inode: how to reopen an O_PATH descriptor. */
 void inode_procpath(const struct vc_inode *inode, char *buf, size_t len);
 
 /* Path of the inode relative to the source root ("" for the root).
  * Returns 0 or -errno; the name may be stale after a rename elsewhere. */
-int inode_relpath(const struct vc_itable *t, const struct vc_inode *inode,
+int inode_relpath(struct vc_itable *t, struct vc_inode *inode,
     char *buf, size_t len);
+
+/* Record what a stat of the inode showed (for inode_kill_privs). */
+void inode_note_mode(struct vc_inode *inode, mode_t mode);
+/*
+ * A write by a caller without CAP_FSETID (FUSE_WRITE_KILL_SUIDGID): clear
+ * setuid and setgid as the kernel does for such a writer, owner included.
+ * in_group(gid, arg) tells whether the writer is in group gid. The inode
+ * must be pinned. Returns 0 or -errno.
+ */
+int inode_kill_privs(struct vc_inode *inode, bool (*in_group)(gid_t, void *),
+    void *arg);
 
 /* Flush the whole backing filesystem. Returns 0 or -errno. */
 int itable_syncfs(const struct vc_itable *t);

@@ -22,7 +22,6 @@ struct vc_fs {
 	const char *source;		/* absolute path of the backing directory */
 	const char *mountpoint;		/* absolute path of the mount */
 	double timeout;			/* entry and attribute cache, seconds */
-	bool chown_new;			/* running as root: give new files to the caller */
 	struct fuse_session *se;
 	struct vc_uring uring;
 	struct vc_resolver resolver;

@@ -489,7 +489,6 @@ main(int argc, char **argv)
 	fs.source = source;
 	fs.mountpoint = mnt;
 	fs.timeout = VC_TIMEOUT_DEFAULT;
-	fs.chown_new = geteuid() == 0;
 	/* Modes from the kernel already carry the caller's umask. */
 	umask(0);
 

@@ -19,8 +19,10 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <linux/xattr.h>
 #include <unistd.h>
 
+#include "creds.h"
 #include "fs.h"
 #include "io.h"
 #include "log.h"
@@ -59,11 +61,32 @@ vc_reply_err(fuse_req_t req, int err)
 	fuse_reply_err(req, err < 0 ? -err : err);
 }
 
+/*
+ * Pin an inode's backing descriptor for one request (inode.h): every use
+ * of inode->fd or inode_procpath() sits between these two. Returns 0 or
+ * -errno.
+ */
+static int
+vc_pin(fuse_req_t req, struct vc_inode *inode)
+{
+	int fd = inode_fd_get(&vc_fs(req)->itable, inode);
+
+	return fd < 0 ? fd : 0;	/* the descriptor is inode->fd */
+}
+
+static void
+vc_unpin(fuse_req_t req, struct vc_inode *inode)
+{
+	inode_fd_put(&vc_fs(req)->itable, inode);
+}
+
+/* stat a pinned inode, and remember whether it has setuid/setgid bits. */
 static int
 vc_stat(struct vc_inode *inode, struct stat *st)
 {
 	if (fstatat(inode->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
 		return -errno;
+	inode_note_mode(inode, st->st_mode);
 	return 0;
 }
 
@@ -118,9 +141,14 @@ vc_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 static void
 vc_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	struct stat st;
-	int err = vc_stat(vc_inode(req, ino), &st);
+	int err = vc_pin(req, inode);
 
+	if (err >= 0) {
+		err = vc_stat(inode, &st);
+		vc_unpin(req, inode);
+	}
 	if (err < 0)
 		vc_reply_err(req, err);
 	else
@@ -182,8 +210,13 @@ vc_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct vc_inode *inode = vc_inode(req, ino);
 	char proc[64];
 	struct stat st;
-	int err = 0;
+	int err = vc_pin(req, inode);
 
+	if (err < 0) {
+		vc_reply_err(req, err);
+		return;
+	}
+	err = 0;
 	inode_procpath(inode, proc, sizeof(proc));
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		if (S_ISLNK(inode->type))
@@ -206,6 +239,7 @@ vc_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		err = vc_do_utimens(inode, attr, to_set);
 	if (err == 0)
 		err = vc_stat(inode, &st);
+	vc_unpin(req, inode);
 	if (err < 0)
 		vc_reply_err(req, err);
 	else
@@ -215,11 +249,18 @@ vc_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 static void
 vc_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	char buf[PATH_MAX + 1];
-	ssize_t n = readlinkat(vc_inode(req, ino)->fd, "", buf, sizeof(buf));
+	ssize_t n = vc_pin(req, inode);
+	int saverr = 0;
 
-	if (n == -1)
-		vc_reply_err(req, errno);
+	if (n >= 0) {
+		n = readlinkat(inode->fd, "", buf, sizeof(buf));
+		saverr = errno;
+		vc_unpin(req, inode);
+	}
+	if (n < 0)
+		vc_reply_err(req, n == -1 ? saverr : (int)n);
 	else if (n >= (ssize_t)sizeof(buf))
 		vc_reply_err(req, ENAMETOOLONG);
 	else {
@@ -229,38 +270,73 @@ vc_readlink(fuse_req_t req, fuse_ino_t ino)
 }
 
 /*
- * A new object in parent belongs to the caller, as on a plain directory.
- * The daemon creates it as root, then hands it over; the group stays the
- * parent's when the parent is setgid, as the kernel chose it.
+ * The credentials of the request's caller, for creating as the caller
+ * (creds.h). Supplementary groups come from /proc; if the caller is gone,
+ * none are used, which can only take permissions away.
  */
-static int
-vc_give_to_caller(fuse_req_t req, struct vc_inode *parent, const char *name)
+static void
+vc_caller(fuse_req_t req, struct vc_creds *c)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct stat pst;
-	gid_t gid = ctx->gid;
 
-	if (!vc_fs(req)->chown_new)
-		return 0;
-	if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) == -1)
-		return -errno;
-	if (pst.st_mode & S_ISGID)
-		gid = (gid_t)-1;
-	if (ctx->uid == 0 && (gid == (gid_t)-1 || gid == 0))
-		return 0;
-	if (fchownat(parent->fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) == -1)
-		return -errno;
-	return 0;
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+	c->umask = ctx->umask;
+	c->ngroups = fuse_req_getgroups(req, VC_CREDS_GROUPS_MAX, c->groups);
+	if (c->ngroups > VC_CREDS_GROUPS_MAX)
+		c->ngroups = VC_CREDS_GROUPS_MAX;
+	if (c->ngroups < 0)
+		c->ngroups = 0;
 }
 
-/* After making name in parent: hand it over, look it up, reply. */
+enum vc_make { VC_MAKE_NODE, VC_MAKE_DIR, VC_MAKE_SYMLINK };
+
+/*
+ * Make name in parent as the caller, so it is the caller's from the
+ * start: nothing is handed over afterwards, so a name swapped in
+ * meanwhile cannot change hands. Returns 0 or -errno.
+ */
+static int
+vc_do_make(fuse_req_t req, struct vc_inode *parent, const char *name,
+    enum vc_make what, mode_t mode, dev_t rdev, const char *link)
+{
+	struct vc_creds c;
+	int err = vc_pin(req, parent), r = 0;
+
+	if (err < 0)
+		return err;
+	vc_caller(req, &c);
+	err = creds_enter(&c);
+	if (err == 0) {
+		switch (what) {
+		case VC_MAKE_NODE:
+			r = mknodat(parent->fd, name, mode, rdev);
+			break;
+		case VC_MAKE_DIR:
+			r = mkdirat(parent->fd, name, mode);
+			break;
+		case VC_MAKE_SYMLINK:
+			r = symlinkat(link, parent->fd, name);
+			break;
+		}
+		err = r == -1 ? -errno : 0;
+		creds_leave();
+	}
+	vc_unpin(req, parent);
+	return err;
+}
+
+/*
+ * After making name in parent: look it up and reply. No system call
+ * returns what mknod, mkdir or symlink made, so this looks up the name;
+ * an object swapped in meanwhile keeps its own owner and mode, which the
+ * kernel then checks, so it gains nothing.
+ */
 static void
 vc_reply_new(fuse_req_t req, fuse_ino_t parent, const char *name, int err)
 {
 	struct fuse_entry_param e;
 
-	if (err == 0)
-		err = vc_give_to_caller(req, vc_inode(req, parent), name);
 	if (err == 0)
 		err = vc_do_lookup(req, parent, name, &e);
 	if (err < 0)
@@ -280,48 +356,71 @@ vc_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	if (S_ISREG(mode) && registry_conf(&vc_fs(req)->registry,
 	    vc_inode(req, parent), name, &conf) == 0 && conf.readonly)
 		err = -EROFS;
-	if (err == 0 && mknodat(vc_inode(req, parent)->fd, name, mode, rdev) == -1)
-		err = -errno;
+	if (err == 0)
+		err = vc_do_make(req, vc_inode(req, parent), name, VC_MAKE_NODE,
+		    mode, rdev, NULL);
 	vc_reply_new(req, parent, name, err);
 }
 
 static void
 vc_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	int err = mkdirat(vc_inode(req, parent)->fd, name, mode) == -1 ?
-	    -errno : 0;
-
-	vc_reply_new(req, parent, name, err);
+	vc_reply_new(req, parent, name, vc_do_make(req, vc_inode(req, parent),
+	    name, VC_MAKE_DIR, mode, 0, NULL));
 }
 
 static void
 vc_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
     const char *name)
 {
-	int err = symlinkat(link, vc_inode(req, parent)->fd, name) == -1 ?
-	    -errno : 0;
+	vc_reply_new(req, parent, name, vc_do_make(req, vc_inode(req, parent),
+	    name, VC_MAKE_SYMLINK, 0, 0, link));
+}
 
-	vc_reply_new(req, parent, name, err);
+/*
+ * Link as the caller too, so the backing kernel applies its hard-link
+ * restrictions (fs.protected_hardlinks) to the caller, not to root.
+ */
+static int
+vc_do_link(fuse_req_t req, struct vc_inode *inode, struct vc_inode *newparent,
+    const char *newname)
+{
+	char proc[64];
+	struct vc_creds c;
+	int err = vc_pin(req, inode);
+
+	if (err < 0)
+		return err;
+	err = vc_pin(req, newparent);
+	if (err < 0) {
+		vc_unpin(req, inode);
+		return err;
+	}
+	vc_caller(req, &c);
+	err = creds_enter(&c);
+	if (err == 0) {
+		/* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; else via /proc. */
+		inode_procpath(inode, proc, sizeof(proc));
+		if (linkat(inode->fd, "", newparent->fd, newname,
+		    AT_EMPTY_PATH) == -1 &&
+		    linkat(AT_FDCWD, proc, newparent->fd, newname,
+		    AT_SYMLINK_FOLLOW) == -1)
+			err = -errno;
+		creds_leave();
+	}
+	vc_unpin(req, newparent);
+	vc_unpin(req, inode);
+	return err;
 }
 
 static void
 vc_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
     const char *newname)
 {
-	struct vc_inode *inode = vc_inode(req, ino);
 	struct fuse_entry_param e;
-	int err = 0;
+	int err = vc_do_link(req, vc_inode(req, ino), vc_inode(req, newparent),
+	    newname);
 
-	if (linkat(inode->fd, "", vc_inode(req, newparent)->fd, newname,
-	    AT_EMPTY_PATH) == -1) {
-		char proc[64];
-
-		/* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; go via /proc. */
-		inode_procpath(inode, proc, sizeof(proc));
-		if (linkat(AT_FDCWD, proc, vc_inode(req, newparent)->fd,
-		    newname, AT_SYMLINK_FOLLOW) == -1)
-			err = -errno;
-	}
 	if (err == 0)
 		err = vc_do_lookup(req, newparent, newname, &e);
 	if (err < 0)
@@ -330,30 +429,50 @@ vc_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		fuse_reply_entry(req, &e);
 }
 
+static int
+vc_do_unlink(fuse_req_t req, struct vc_inode *parent, const char *name,
+    int flags)
+{
+	int err = vc_pin(req, parent);
+
+	if (err < 0)
+		return err;
+	if (unlinkat(parent->fd, name, flags) == -1)
+		err = -errno;
+	vc_unpin(req, parent);
+	return err;
+}
+
 static void
 vc_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int r = unlinkat(vc_inode(req, parent)->fd, name, 0);
-
-	fuse_reply_err(req, r == -1 ? errno : 0);
+	vc_reply_err(req, vc_do_unlink(req, vc_inode(req, parent), name, 0));
 }
 
 static void
 vc_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int r = unlinkat(vc_inode(req, parent)->fd, name, AT_REMOVEDIR);
-
-	fuse_reply_err(req, r == -1 ? errno : 0);
+	vc_reply_err(req, vc_do_unlink(req, vc_inode(req, parent), name,
+	    AT_REMOVEDIR));
 }
 
 static void
 vc_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-	int r = renameat2(vc_inode(req, parent)->fd, name,
-	    vc_inode(req, newparent)->fd, newname, flags);
+	struct vc_inode *from = vc_inode(req, parent), *to = vc_inode(req, newparent);
+	int err = vc_pin(req, from);
 
-	fuse_reply_err(req, r == -1 ? errno : 0);
+	if (err >= 0) {
+		err = vc_pin(req, to);
+		if (err >= 0) {
+			if (renameat2(from->fd, name, to->fd, newname, flags) == -1)
+				err = -errno;
+			vc_unpin(req, to);
+		}
+		vc_unpin(req, from);
+	}
+	vc_reply_err(req, err);
 }
 
 /*
@@ -429,16 +548,18 @@ vc_reply_create_image(fuse_req_t req, const struct fuse_entry_param *e,
 static void
 vc_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	struct vc_image *img;
-	int err = image_open(&vc_fs(req)->registry, vc_inode(req, ino),
-	    fi->flags, &img);
+	int err = vc_pin(req, inode);
 
-	/* libfuse asks for atomic O_TRUNC: the kernel leaves it to us. */
-	if (err == 0 && (fi->flags & O_TRUNC)) {
-		err = io_truncate(img, 0);
-		if (err < 0)
-			image_release(&vc_fs(req)->registry, img);
+	/* An open image pins its inode itself (itable_set_image). */
+	if (err >= 0) {
+		err = image_open(&vc_fs(req)->registry, inode, fi->flags, &img);
+		vc_unpin(req, inode);
 	}
+
+	/* No O_TRUNC here: without atomic O_TRUNC (vc_init) the kernel
+	 * strips it and sends a truncating setattr after the open. */
 	if (err < 0) {
 		vc_reply_err(req, err);
 		return;
@@ -446,6 +567,42 @@ vc_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)img;
 	if (vc_reply_open_image(req, fi) == -ENOENT)
 		image_release(&vc_fs(req)->registry, img);	/* interrupted */
+}
+
+/*
+ * Create (or open, without O_EXCL) name as the caller, and find the inode
+ * through the descriptor that did it, never through the name: a file
+ * renamed onto the name meanwhile is not what the caller gets. Returns an
+ * open descriptor of it (the caller closes it) or -errno.
+ */
+static int
+vc_do_create(fuse_req_t req, struct vc_inode *dir, const char *name,
+    mode_t mode, int flags)
+{
+	struct vc_creds c;
+	struct stat st;
+	int fd = vc_pin(req, dir), err;
+
+	if (fd < 0)
+		return fd;
+	vc_caller(req, &c);
+	err = creds_enter(&c);
+	if (err == 0) {
+		/* O_NONBLOCK: an existing FIFO must not hang the daemon. */
+		fd = openat(dir->fd, name, O_CREAT | O_CLOEXEC | O_NOFOLLOW |
+		    O_NONBLOCK | (flags & (O_ACCMODE | O_EXCL | O_TRUNC)), mode);
+		err = fd == -1 ? -errno : 0;
+		creds_leave();
+	}
+	vc_unpin(req, dir);
+	if (err < 0)
+		return err;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		err = S_ISDIR(st.st_mode) ? -EISDIR : -EEXIST;
+		close(fd);
+		return err;
+	}
+	return fd;
 }
 
 static void
@@ -462,24 +619,26 @@ vc_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	err = registry_conf(&fs->registry, dir, name, &conf);
 	if (err == 0 && conf.readonly)
 		err = -EROFS;
-	if (err == 0) {
-		fd = openat(dir->fd, name, O_CREAT | O_WRONLY | O_CLOEXEC |
-		    O_NOFOLLOW | (fi->flags & (O_EXCL | O_TRUNC)), mode);
-		if (fd == -1)
-			err = -errno;
-		else
-			close(fd);
+	fd = err < 0 ? err : vc_do_create(req, dir, name, mode, fi->flags);
+	if (fd < 0) {
+		vc_reply_err(req, fd);
+		return;
 	}
-	if (err == 0)
-		err = vc_give_to_caller(req, dir, name);
-	if (err == 0)
-		err = vc_do_lookup(req, parent, name, &e);
+	memset(&e, 0, sizeof(e));
+	err = itable_lookup_fd(&fs->itable, fd, &inode, &e.attr);
+	close(fd);
 	if (err < 0) {
 		vc_reply_err(req, err);
 		return;
 	}
-	inode = vc_inode(req, e.ino);
-	err = image_open(&fs->registry, inode, fi->flags, &img);
+	e.ino = vc_nodeid(fs, inode);
+	e.attr_timeout = fs->timeout;
+	e.entry_timeout = fs->timeout;
+	err = vc_pin(req, inode);
+	if (err >= 0) {
+		err = image_open(&fs->registry, inode, fi->flags, &img);
+		vc_unpin(req, inode);
+	}
 	if (err < 0) {
 		itable_forget(&fs->itable, inode, 1);
 		vc_reply_err(req, err);
@@ -528,14 +687,59 @@ vc_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	io_submit_read(vc_image(fi), size, off, vc_read_done, req);
 }
 
+/*
+ * Whether the kernel asks us to clear setuid/setgid for this write
+ * (FUSE_WRITE_KILL_SUIDGID: the writer lacks CAP_FSETID). The kernel sets
+ * it on every direct_io write by such a writer, and leaves the clearing
+ * to us; the daemon writes as root, whose writes never clear them.
+ * libfuse 3.14 drops write_flags, but its write header sits right before
+ * the payload, both in a /dev/fuse request and in a ring entry rebuilt by
+ * fuse_uring.c. If it does not look like this request's header, be safe.
+ */
+static bool
+vc_write_kills_privs(const char *buf, size_t size, off_t off)
+{
+	const struct fuse_write_in *in = (const void *)(buf - sizeof(*in));
+
+	if (in->size != size || in->offset != (uint64_t)off)
+		return true;
+	return (in->write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
+}
+
+/* Whether the request's caller is in group gid (for inode_kill_privs). */
+static bool
+vc_caller_in_group(gid_t gid, void *arg)
+{
+	fuse_req_t req = arg;
+	gid_t groups[VC_CREDS_GROUPS_MAX];
+	int n;
+
+	if (fuse_req_ctx(req)->gid == gid)
+		return true;
+	n = fuse_req_getgroups(req, VC_CREDS_GROUPS_MAX, groups);
+	for (int i = 0; i < n && i < VC_CREDS_GROUPS_MAX; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
 static void
 vc_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     off_t off, struct fuse_file_info *fi)
 {
+	struct vc_image *img = vc_image(fi);
+	int err;
+
+	/* An open image keeps its inode pinned. */
+	if (vc_write_kills_privs(buf, size, off) &&
+	    (err = inode_kill_privs(img->inode, vc_caller_in_group, req)) < 0) {
+		vc_reply_err(req, err);
+		return;
+	}
 	/* For WRITE, libfuse puts the kernel's per-write flags in fi->flags;
 	 * O_SYNC includes the O_DSYNC bit. */
-	io_submit_write(vc_image(fi), buf, size, off,
-	    (fi->flags & O_DSYNC) != 0, vc_write_done, req);
+	io_submit_write(img, buf, size, off, (fi->flags & O_DSYNC) != 0,
+	    vc_write_done, req);
 }
 
 /* FLUSH is close(2), not a data sync: nothing to do. Locks are the kernel's. */
@@ -616,6 +820,7 @@ struct vc_dir {
 static void
 vc_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	struct vc_dir *d = calloc(1, sizeof(*d));
 	int fd, saverr;
 
@@ -623,12 +828,20 @@ vc_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fd = openat(vc_inode(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC);
+	fd = vc_pin(req, inode);
+	if (fd < 0) {
+		free(d);
+		vc_reply_err(req, fd);
+		return;
+	}
+	fd = openat(inode->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	saverr = errno;
+	vc_unpin(req, inode);
 	if (fd == -1 || (d->dp = fdopendir(fd)) == NULL) {
-		saverr = errno;
-		if (fd != -1)
+		if (fd != -1) {
+			saverr = errno;
 			close(fd);
+		}
 		free(d);
 		fuse_reply_err(req, saverr);
 		return;
@@ -763,10 +976,17 @@ vc_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 static void
 vc_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	struct statvfs sv;
+	int err = vc_pin(req, inode);
 
-	if (fstatvfs(vc_inode(req, ino)->fd, &sv) == -1)
-		fuse_reply_err(req, errno);
+	if (err >= 0) {
+		if (fstatvfs(inode->fd, &sv) == -1)
+			err = -errno;
+		vc_unpin(req, inode);
+	}
+	if (err < 0)
+		vc_reply_err(req, err);
 	else
 		fuse_reply_statfs(req, &sv);
 }
@@ -774,18 +994,33 @@ vc_statfs(fuse_req_t req, fuse_ino_t ino)
 static void
 vc_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	char proc[64];
+	int err = vc_pin(req, inode);
 
-	inode_procpath(vc_inode(req, ino), proc, sizeof(proc));
-	fuse_reply_err(req, faccessat(AT_FDCWD, proc, mask, 0) == -1 ? errno : 0);
+	if (err >= 0) {
+		inode_procpath(inode, proc, sizeof(proc));
+		if (faccessat(AT_FDCWD, proc, mask, 0) == -1)
+			err = -errno;
+		vc_unpin(req, inode);
+	}
+	vc_reply_err(req, err);
 }
 
-/* xattrs go through /proc/self/fd: the f*xattr calls refuse O_PATH. */
+/*
+ * xattrs go through /proc/self/fd: the f*xattr calls refuse O_PATH. Pins
+ * the inode: vc_xattr_done() unpins it.
+ */
 static int
-vc_xattr_path(struct vc_inode *inode, char *proc, size_t len)
+vc_xattr_path(fuse_req_t req, struct vc_inode *inode, char *proc, size_t len)
 {
+	int err;
+
 	if (S_ISLNK(inode->type))
 		return -EOPNOTSUPP;	/* the magic link would follow it */
+	err = vc_pin(req, inode);
+	if (err < 0)
+		return err;
 	inode_procpath(inode, proc, len);
 	return 0;
 }
@@ -794,11 +1029,17 @@ static void
 vc_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     const char *value, size_t size, int flags)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	char proc[64];
-	int err = vc_xattr_path(vc_inode(req, ino), proc, sizeof(proc));
+	int err = vc_xattr_path(req, inode, proc, sizeof(proc));
 
-	if (err == 0 && setxattr(proc, name, value, size, flags) == -1)
+	if (err < 0) {
+		vc_reply_err(req, err);
+		return;
+	}
+	if (setxattr(proc, name, value, size, flags) == -1)
 		err = -errno;
+	vc_unpin(req, inode);
 	vc_reply_err(req, err);
 }
 
@@ -817,27 +1058,93 @@ vc_reply_xattr(fuse_req_t req, size_t size, ssize_t n, const char *buf)
 static void
 vc_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	char proc[64], *buf = NULL;
-	ssize_t n = vc_xattr_path(vc_inode(req, ino), proc, sizeof(proc));
+	ssize_t n = vc_xattr_path(req, inode, proc, sizeof(proc));
 
-	if (n == 0 && size > 0 && (buf = malloc(size)) == NULL)
+	if (n < 0) {
+		vc_reply_err(req, (int)n);
+		return;
+	}
+	if (size > 0 && (buf = malloc(size)) == NULL)
 		n = -ENOMEM;
-	if (n == 0 && (n = getxattr(proc, name, buf, size)) == -1)
+	else if ((n = getxattr(proc, name, buf, size)) == -1)
 		n = -errno;
+	vc_unpin(req, inode);
 	vc_reply_xattr(req, size, n, buf);
 	free(buf);
+}
+
+/*
+ * All names of path, in a buffer the caller frees. Returns the length or
+ * -errno; retries when the list grows between the two calls.
+ */
+static ssize_t
+vc_list_all(const char *path, char **out)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		ssize_t len = listxattr(path, NULL, 0), n;
+		char *buf;
+
+		if (len <= 0) {
+			*out = NULL;
+			return len == -1 ? -errno : 0;
+		}
+		if ((buf = malloc((size_t)len)) == NULL)
+			return -ENOMEM;
+		n = listxattr(path, buf, (size_t)len);
+		if (n >= 0) {
+			*out = buf;
+			return n;
+		}
+		free(buf);
+		if (errno != ERANGE)
+			return -errno;
+	}
+	return -ERANGE;
+}
+
+/*
+ * Drop trusted.* names in place for callers other than root: the kernel
+ * lets only CAP_SYS_ADMIN see them (ext4 filters them itself), the daemon
+ * lists as root, and FUSE tells us the caller's uid, not its
+ * capabilities. Returns the new length.
+ */
+static size_t
+vc_filter_trusted(char *list, size_t len)
+{
+	size_t in = 0, out = 0;
+
+	while (in < len) {
+		size_t n = strnlen(list + in, len - in) + 1;
+
+		if (strncmp(list + in, XATTR_TRUSTED_PREFIX,
+		    XATTR_TRUSTED_PREFIX_LEN) != 0) {
+			memmove(list + out, list + in, n);
+			out += n;
+		}
+		in += n;
+	}
+	return out;
 }
 
 static void
 vc_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	char proc[64], *buf = NULL;
-	ssize_t n = vc_xattr_path(vc_inode(req, ino), proc, sizeof(proc));
+	ssize_t n = vc_xattr_path(req, inode, proc, sizeof(proc));
 
-	if (n == 0 && size > 0 && (buf = malloc(size)) == NULL)
-		n = -ENOMEM;
-	if (n == 0 && (n = listxattr(proc, buf, size)) == -1)
-		n = -errno;
+	if (n < 0) {
+		vc_reply_err(req, (int)n);
+		return;
+	}
+	n = vc_list_all(proc, &buf);
+	vc_unpin(req, inode);
+	if (n > 0 && fuse_req_ctx(req)->uid != 0)
+		n = (ssize_t)vc_filter_trusted(buf, (size_t)n);
+	if (n >= 0 && size > 0 && (size_t)n > size)
+		n = -ERANGE;
 	vc_reply_xattr(req, size, n, buf);
 	free(buf);
 }
@@ -845,11 +1152,17 @@ vc_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void
 vc_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	struct vc_inode *inode = vc_inode(req, ino);
 	char proc[64];
-	int err = vc_xattr_path(vc_inode(req, ino), proc, sizeof(proc));
+	int err = vc_xattr_path(req, inode, proc, sizeof(proc));
 
-	if (err == 0 && removexattr(proc, name) == -1)
+	if (err < 0) {
+		vc_reply_err(req, err);
+		return;
+	}
+	if (removexattr(proc, name) == -1)
 		err = -errno;
+	vc_unpin(req, inode);
 	vc_reply_err(req, err);
 }
 
@@ -864,10 +1177,25 @@ vc_init(void *userdata, struct fuse_conn_info *conn)
 	 */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/*
-	 * The daemon writes as root, whose writes never clear setuid bits:
-	 * let the kernel clear them on behalf of the real writer.
+	 * Setuid/setgid bits. Without HANDLE_KILLPRIV the kernel clears them
+	 * itself on truncate, chown and copy_file_range (it sends the mode
+	 * along), but not on direct_io writes: there it sets
+	 * FUSE_WRITE_KILL_SUIDGID and leaves it to us (vc_write). An atomic
+	 * O_TRUNC open would be truncated by the daemon as root, keeping
+	 * them: let the kernel send the truncate as a setattr instead.
 	 */
-	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+	conn->want &= ~(FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_ATOMIC_O_TRUNC);
+	/*
+	 * POSIX ACLs: the kernel reads system.posix_acl_* through getxattr
+	 * and enforces them in its permission checks (default_permissions
+	 * alone looks at mode bits, and the daemon reads as root). It then
+	 * leaves the umask to us (DONT_MASK): new objects are made as the
+	 * caller with the caller's umask (creds.c), so a parent's default
+	 * ACL applies as on a plain directory.
+	 */
+	if ((conn->capable & (FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK)) ==
+	    (FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK))
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/*
