@@ -93,18 +93,24 @@ privs_ops() {	# DIR
 	# The attacker renames root's file in and out of the name on the
 	# backing directory while creating it through the mount.
 	run as $U2 /usr/bin/python3 - "$M/d" "$B/d" 3000 <<'PY'
-import os, sys, threading
+import ctypes, os, sys, threading
 mnt, back, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 secret, tgt = os.path.join(back, "secret"), os.path.join(back, "t")
 sino = os.stat(secret).st_ino
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_NOREPLACE = -100, 1
 stop = False
 def flip():
+    # Root's file onto the name (replacing what was created there), and
+    # back only where that replaces nothing: root's file is never lost,
+    # so its inode number is never reused.
     while not stop:
-        for a, b in ((secret, tgt), (tgt, secret)):
-            try:
-                os.rename(a, b)
-            except OSError:
-                pass
+        try:
+            os.rename(secret, tgt)
+        except OSError:
+            pass
+        libc.renameat2(AT_FDCWD, tgt.encode(), AT_FDCWD, secret.encode(),
+                       RENAME_NOREPLACE)
 th = threading.Thread(target=flip)
 th.start()
 made = bad = 0
