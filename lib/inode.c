@@ -145,6 +145,12 @@ itable_exit(struct vc_itable *t)
 			itable_free_inode(n);
 		}
 	}
+	while (t->stale != NULL) {
+		struct vc_inode *n = t->stale;
+
+		t->stale = n->next;
+		itable_free_inode(n);
+	}
 	free(t->buckets);
 	t->buckets = NULL;
 	if (t->root.fd >= 0)
@@ -235,6 +241,30 @@ itable_close_all(const int *fds, unsigned n)
 		close(fds[i]);
 }
 
+static bool
+itable_same_handle(const struct file_handle *a, const struct file_handle *b)
+{
+	return a->handle_type == b->handle_type &&
+	    a->handle_bytes == b->handle_bytes &&
+	    memcmp(a->f_handle, b->f_handle, a->handle_bytes) == 0;
+}
+
+/* Take n out of the hash; it lives on until forgotten. Called with t->lock held. */
+static void
+itable_unhash_locked(struct vc_itable *t, struct vc_inode *n)
+{
+	struct vc_inode **pp = &t->buckets[itable_hash(t, n->dev, n->ino)];
+
+	while (*pp != NULL && *pp != n)
+		pp = &(*pp)->next;
+	if (*pp == n) {
+		*pp = n->next;
+		t->count--;
+	}
+	n->next = NULL;
+	n->hashed = false;
+}
+
 /*
  * Enter the object of fd (O_PATH, owned from now on) with attributes st.
  * Returns 0 with *out referenced once more, or -errno.
@@ -244,11 +274,13 @@ itable_insert(struct vc_itable *t, int fd, const struct stat *st,
     struct vc_inode **out)
 {
 	struct vc_inode *n;
-	struct file_handle *fh;
+	struct file_handle *fh = NULL;
+	bool have_fh = false;
 	int evicted[ITABLE_EVICT_BATCH];
 	unsigned nev;
 	size_t h;
 
+again:
 	pthread_mutex_lock(&t->lock);
 	if (st->st_dev == t->root.dev && st->st_ino == t->root.ino) {
 		/* ".." of a top-level entry, or a bind loop: the root itself. */
@@ -256,6 +288,7 @@ itable_insert(struct vc_itable *t, int fd, const struct stat *st,
 		n->nlookup++;
 		pthread_mutex_unlock(&t->lock);
 		close(fd);
+		free(fh);
 		*out = n;
 		return 0;
 	}
@@ -263,6 +296,26 @@ itable_insert(struct vc_itable *t, int fd, const struct stat *st,
 	for (n = t->buckets[h]; n != NULL; n = n->next) {
 		if (n->dev == st->st_dev && n->ino == st->st_ino)
 			break;
+	}
+	/*
+	 * An open descriptor keeps its object, so its number cannot be
+	 * reused. A closed one does not: the object may have been deleted
+	 * and its number given to this one. Tell them apart by handle.
+	 */
+	if (n != NULL && n->fd < 0) {
+		if (!have_fh) {
+			pthread_mutex_unlock(&t->lock);
+			fh = itable_handle_of(fd);
+			have_fh = true;
+			goto again;
+		}
+		if (fh == NULL || !itable_same_handle(fh, n->handle)) {
+			/* Stale: ESTALE from now on, freed when forgotten. */
+			itable_unhash_locked(t, n);
+			n->next = t->stale;
+			t->stale = n;
+			n = NULL;
+		}
 	}
 	if (n != NULL) {
 		n->nlookup++;
@@ -275,6 +328,7 @@ itable_insert(struct vc_itable *t, int fd, const struct stat *st,
 		pthread_mutex_unlock(&t->lock);
 		if (fd >= 0)
 			close(fd);	/* the inode keeps its own descriptor */
+		free(fh);
 		itable_close_all(evicted, nev);
 		inode_note_mode(n, st->st_mode);
 		*out = n;
@@ -284,6 +338,7 @@ itable_insert(struct vc_itable *t, int fd, const struct stat *st,
 	if (n == NULL) {
 		pthread_mutex_unlock(&t->lock);
 		close(fd);
+		free(fh);
 		return -ENOMEM;
 	}
 	n->fd = fd;
@@ -294,6 +349,7 @@ itable_insert(struct vc_itable *t, int fd, const struct stat *st,
 	n->fd_users = 1;	/* until it has a handle, below */
 	inode_note_mode(n, st->st_mode);
 	n->next = t->buckets[h];
+	n->hashed = true;
 	t->buckets[h] = n;
 	if (++t->count > t->nbuckets * 2)
 		itable_grow(t);
@@ -303,7 +359,13 @@ itable_insert(struct vc_itable *t, int fd, const struct stat *st,
 	 * Outside the lock. Handles are decoded against the source's
 	 * filesystem: objects of other filesystems below it keep their fd.
 	 */
-	fh = t->handles && st->st_dev == t->root.dev ? itable_handle_of(fd) : NULL;
+	if (!have_fh)
+		fh = t->handles && st->st_dev == t->root.dev ?
+		    itable_handle_of(fd) : NULL;
+	else if (fh != NULL && !(t->handles && st->st_dev == t->root.dev)) {
+		free(fh);
+		fh = NULL;
+	}
 	pthread_mutex_lock(&t->lock);
 	n->handle = fh;
 	n->fd_users--;
@@ -362,20 +424,22 @@ itable_lookup_fd(struct vc_itable *t, int fd, struct vc_inode **out,
 static void
 itable_drop_locked(struct vc_itable *t, struct vc_inode *inode)
 {
-	struct vc_inode **pp;
-
 	if (inode->nlookup > 0 || inode == &t->root || inode->image != NULL ||
 	    inode->fd_users > 0) {
 		pthread_mutex_unlock(&t->lock);
 		return;
 	}
 	itable_lru_del(t, inode);
-	pp = &t->buckets[itable_hash(t, inode->dev, inode->ino)];
-	while (*pp != NULL && *pp != inode)
-		pp = &(*pp)->next;
-	if (*pp == inode)
-		*pp = inode->next;
-	t->count--;
+	if (inode->hashed) {
+		itable_unhash_locked(t, inode);
+	} else {
+		struct vc_inode **pp = &t->stale;
+
+		while (*pp != NULL && *pp != inode)
+			pp = &(*pp)->next;
+		if (*pp == inode)
+			*pp = inode->next;
+	}
 	pthread_mutex_unlock(&t->lock);
 	itable_free_inode(inode);
 }

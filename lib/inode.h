@@ -46,6 +46,8 @@ struct vc_inode {
 				 * image is open; protected by table lock */
 	struct vc_image *image;	/* open state, NULL when closed; set under table lock */
 	struct vc_inode *next;	/* hash chain; protected by table lock */
+	bool hashed;		/* on it: false once found stale (its object
+				 * deleted, its number reused); table lock */
 	/* On the table's LRU of closable descriptors (fd open, a handle, no
 	 * users); protected by table lock. */
 	struct vc_inode *lru_prev, *lru_next;
@@ -57,6 +59,8 @@ struct vc_itable {
 	size_t nbuckets;
 	size_t count;			/* protected by lock */
 	struct vc_inode root;		/* never freed, never in the hash */
+	struct vc_inode *stale;		/* unhashed, still known to the kernel;
+					 * chained by next; protected by lock */
 	bool handles;			/* file handles can be reopened here */
 	int mountfd;			/* the root, readable: for open_by_handle_at */
 	unsigned maxfds;		/* closable descriptors kept open at most */

@@ -124,11 +124,10 @@ for i in range(n):
     if st.st_ino == sino or st.st_uid != os.getuid():
         bad += 1
     os.close(fd)
-    try:
-        if os.lstat(tgt).st_ino == st.st_ino:
-            os.unlink(tgt)
-    except OSError:
-        pass
+    # Move it out of the way; never unlink by name, which could hit
+    # root's file swapped in meanwhile.
+    libc.renameat2(AT_FDCWD, tgt.encode(), AT_FDCWD,
+                   os.path.join(back, "mine-%d" % i).encode(), RENAME_NOREPLACE)
 stop = True
 th.join()
 print("made", made, "got root's file", bad)
