@@ -30,6 +30,8 @@ struct uring_req {
 	int rwf;
 	bool datasync;
 	bool gated;			/* holds img->sizelock shared */
+	bool claimed;			/* write: holds claim in img->rmw */
+	struct vc_range claim;
 	vc_io_done cb;
 	void *arg;
 	struct vc_uring_local *rc;	/* the ring it goes through */
@@ -162,6 +164,8 @@ uring_finish(struct uring_req *req, ssize_t res)
 	struct vc_image *img = req->img;
 	const void *data = NULL;
 
+	if (req->claimed)
+		rangelock_unlock(&img->rmw, &req->claim);
 	if (req->gated)
 		gate_release_shared(&img->sizelock);
 	if (res >= 0 && req->op == VC_OP_READ) {
@@ -481,6 +485,7 @@ uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
 	req->rwf = 0;
 	req->datasync = false;
 	req->gated = false;
+	req->claimed = false;
 	req->cb = cb;
 	req->arg = arg;
 	return req;
@@ -551,6 +556,22 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 	req = uring_new(u, img, VC_OP_WRITE, done, arg);
 	if (req == NULL)
 		goto fail;
+	/*
+	 * An edge rewrite inside the range must not run under it (rangelock.h).
+	 * As for the gate, a thread with its own ring does not wait: the edge
+	 * rewrite's turn may come after a completion only this thread reaps.
+	 */
+	if (uring_tls != NULL) {
+		if (!rangelock_trylock_aligned(&img->rmw, &req->claim, off,
+		    off + (off_t)len)) {
+			uring_req_put(u, req);
+			goto fail;
+		}
+	} else {
+		rangelock_lock(&img->rmw, &req->claim, off, off + (off_t)len,
+		    -1, -1);
+	}
+	req->claimed = true;
 	req->off = off;
 	req->len = req->want = len;
 	req->rwf = rwf;
@@ -564,6 +585,7 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 		 * (libfuse's receive buffer is reused once we return). */
 		req->buf = bufpool_get(&u->pool, len);
 		if (req->buf == NULL) {
+			rangelock_unlock(&img->rmw, &req->claim);
 			uring_req_put(u, req);
 			goto fail;
 		}
