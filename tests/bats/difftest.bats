@@ -155,17 +155,17 @@ dt_overlap() {	# CACHE AIO [difftest options...]
 }
 
 @test "difftest --overlap: aligned and unaligned writers over the same blocks, cache=none" {
-	dt_overlap none threads --rounds 1500
+	dt_overlap none threads --rounds 600
 }
 
 @test "difftest --overlap: aligned and unaligned writers over the same blocks, cache=directsync" {
-	dt_overlap directsync threads --rounds 1000
+	dt_overlap directsync threads --rounds 600
 }
 
 @test "difftest --overlap: aligned writes through io_uring (aio=native), cache=none" {
-	dt_overlap none native --rounds 1500
+	dt_overlap none native --rounds 600
 }
 
 @test "difftest --overlap: O_DIRECT client, cache=none" {
-	dt_overlap none threads --rounds 1000 --direct
+	dt_overlap none threads --rounds 400 --direct
 }
