@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,7 +43,16 @@
 #define TEST_OROUNDS	400
 
 static char test_dir[] = "/var/tmp/vcachefs-rmw.XXXXXX";
+static char test_path[sizeof(test_dir) + 16];
 static struct vc_image *test_img;
+
+/* Leave no image behind, even when giving up on hung threads. */
+static void
+test_cleanup(void)
+{
+	unlink(test_path);
+	rmdir(test_dir);
+}
 static unsigned test_blk;	/* the image's O_DIRECT alignment */
 
 /* ---- watchdog: a deadlock must fail, not hang the run ---- */
@@ -76,6 +86,19 @@ test_wd_wait(int n, int timeout)
 	test_wd_done = 0;
 	pthread_mutex_unlock(&test_wd_lock);
 	return ok;
+}
+
+/* A hang anywhere else (the overlap rounds wait on barriers) fails too. */
+static void
+test_alarm(int sig)
+{
+	static const char msg[] = "not ok - timed out: a writer hangs\n";
+
+	(void)sig;
+	test_cleanup();
+	if (write(STDOUT_FILENO, msg, sizeof(msg) - 1) < 0)
+		_exit(2);
+	_exit(1);
 }
 
 /* ---- 1: many unaligned writers, two edge blocks each ---- */
@@ -151,6 +174,7 @@ test_many_edge_writers(void)
 		/* Deadlocked threads cannot be joined: stop here. */
 		printf("# deadlock: writers still blocked; giving up\n");
 		fflush(stdout);
+		test_cleanup();
 		_exit(1);
 	}
 	for (int i = 0; i < TEST_WRITERS; i++) {
@@ -356,19 +380,20 @@ main(void)
 	struct vc_config *cfg;
 	struct vc_inode *ino;
 	struct stat st;
-	char path[sizeof(test_dir) + 16];
 	int fd, rootfd;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGALRM, test_alarm);
+	alarm(3 * TEST_TIMEOUT);
 	if (mkdtemp(test_dir) == NULL) {
 		printf("Bail out! mkdtemp %s\n", test_dir);
 		return 1;
 	}
-	snprintf(path, sizeof(path), "%s/img", test_dir);
-	fd = open(path, O_RDWR | O_CREAT, 0644);
+	snprintf(test_path, sizeof(test_path), "%s/img", test_dir);
+	fd = open(test_path, O_RDWR | O_CREAT, 0644);
 	/* Sized up front: no write here extends it (that takes another path). */
 	if (fd < 0 || ftruncate(fd, 16 << 20) < 0) {
-		printf("Bail out! create %s\n", path);
+		printf("Bail out! create %s\n", test_path);
 		return 1;
 	}
 	close(fd);
@@ -397,8 +422,7 @@ main(void)
 	registry_exit(&reg);
 	itable_exit(&itable);
 	cfg_free(cfg);
-	unlink(path);
-	rmdir(test_dir);
+	test_cleanup();
 	printf("1..%d\n", test_n);
 	return test_failed ? 1 : 0;
 }
