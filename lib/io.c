@@ -203,8 +203,8 @@ io_gate_release(struct vc_image *img, bool exclusive)
 /*
  * O_DIRECT write through the bounce buffer. Edge blocks that the request
  * covers only in part are read first; the write claims its range and
- * those blocks meanwhile, so that no other write to them runs in between. If the padded
- * tail reaches past end of file, the file is cut back to
+ * those blocks meanwhile, so that no other write to them runs in between.
+ * If the padded tail reaches past end of file, the file is cut back to
  * max(old size, off + len) under sizelock held for writing.
  */
 static ssize_t
