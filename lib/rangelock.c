@@ -89,7 +89,8 @@ rangelock_aligned_free(const struct vc_rangelock *rl, const struct vc_range *r)
 	return true;
 }
 
-/* An edged claim may hold: no held claim conflicts. Called with rl->lock held. */
+/* An edged claim may hold: no held claim conflicts. Called with rl->lock
+ * held. */
 static bool
 rangelock_edged_free(const struct vc_rangelock *rl, const struct vc_range *r)
 {
