@@ -149,8 +149,7 @@ image_free(struct vc_image *img)
 		close(img->fd);
 	pthread_rwlock_destroy(&img->fdlock);
 	gate_destroy(&img->sizelock);
-	pthread_mutex_destroy(&img->rmw_lock);
-	pthread_cond_destroy(&img->rmw_cond);
+	rangelock_destroy(&img->rmw);
 	pthread_mutex_destroy(&img->upgrade_lock);
 	free(img->relpath);
 	free(img);
@@ -179,10 +178,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 	img->wb_err = 0;	/* no flush has failed yet (see image.h) */
 	pthread_rwlock_init(&img->fdlock, NULL);
 	gate_init(&img->sizelock);
-	pthread_mutex_init(&img->rmw_lock, NULL);
-	pthread_cond_init(&img->rmw_cond, NULL);
-	for (int i = 0; i < VC_RMW_SLOTS; i++)
-		img->rmw_blocks[i] = -1;
+	rangelock_init(&img->rmw);
 
 	err = inode_relpath(r->itable, inode, rel, sizeof(rel));
 	if (err < 0) {

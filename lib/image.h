@@ -30,8 +30,7 @@
 #include "gate.h"
 #include "inode.h"
 #include "policy.h"
-
-#define VC_RMW_SLOTS 64
+#include "rangelock.h"
 
 struct vc_uring;
 struct vc_resolver;
@@ -66,13 +65,12 @@ struct vc_image {
 	unsigned dio_mem_align;		/* O_DIRECT buffer alignment, bytes */
 
 	/*
-	 * Read-modify-write of unaligned O_DIRECT edges: a write locks the
-	 * edge blocks it rewrites, so two writes sharing a block never lose
-	 * each other's bytes. Aligned parts run in parallel.
+	 * Read-modify-write of unaligned O_DIRECT edges: a write claims the
+	 * edge blocks it rewrites, excluding every other write to them, so
+	 * no write loses bytes to an edge rewrite. Aligned writes only wait
+	 * for edge rewrites inside their range, never for each other.
 	 */
-	pthread_mutex_t rmw_lock;
-	pthread_cond_t rmw_cond;
-	off_t rmw_blocks[VC_RMW_SLOTS];	/* locked block offsets, -1 free; protected by rmw_lock */
+	struct vc_rangelock rmw;
 	/*
 	 * Held for writing by anything that may move the end of file while
 	 * bytes past it are transiently visible (an RMW write that pads the

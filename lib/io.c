@@ -8,7 +8,8 @@
  * go through a per-thread aligned bounce buffer: reads are widened to
  * aligned bounds and the reply points into the buffer (no extra copy),
  * writes are copied once into the buffer and unaligned edge blocks are
- * read-modify-written under a lock of just those blocks.
+ * read-modify-written, excluding other writes to those blocks
+ * (rangelock.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -218,44 +219,6 @@ io_read(struct vc_image *img, size_t len, off_t off, const void **data)
 	return n;
 }
 
-/* Lock the edge block at boff for read-modify-write; waits if taken. */
-static void
-io_rmw_lock(struct vc_image *img, off_t boff)
-{
-	pthread_mutex_lock(&img->rmw_lock);
-	for (;;) {
-		int slot = -1;
-		bool busy = false;
-
-		for (int i = 0; i < VC_RMW_SLOTS; i++) {
-			if (img->rmw_blocks[i] == boff)
-				busy = true;
-			else if (img->rmw_blocks[i] == -1 && slot < 0)
-				slot = i;
-		}
-		if (!busy && slot >= 0) {
-			img->rmw_blocks[slot] = boff;
-			break;
-		}
-		pthread_cond_wait(&img->rmw_cond, &img->rmw_lock);
-	}
-	pthread_mutex_unlock(&img->rmw_lock);
-}
-
-static void
-io_rmw_unlock(struct vc_image *img, off_t boff)
-{
-	pthread_mutex_lock(&img->rmw_lock);
-	for (int i = 0; i < VC_RMW_SLOTS; i++) {
-		if (img->rmw_blocks[i] == boff) {
-			img->rmw_blocks[i] = -1;
-			break;
-		}
-	}
-	pthread_cond_broadcast(&img->rmw_cond);
-	pthread_mutex_unlock(&img->rmw_lock);
-}
-
 /* Fill one aligned block of buf from the file, zeroes past end of file. */
 static int
 io_fill_block(int fd, char *blk, unsigned a, off_t boff)
@@ -279,8 +242,9 @@ io_gate_release(struct vc_image *img, bool exclusive)
 
 /*
  * O_DIRECT write through the bounce buffer. Edge blocks that the request
- * covers only in part are read first and locked meanwhile. If the padded
- * tail reaches past end of file, the file is cut back to
+ * covers only in part are read first; the write claims its range and
+ * those blocks meanwhile, so that no other write to them runs in between.
+ * If the padded tail reaches past end of file, the file is cut back to
  * max(old size, off + len) under sizelock held for writing.
  */
 static ssize_t
@@ -294,6 +258,7 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 	bool head_rmw = start != off;
 	bool tail_rmw = end != off + (off_t)len;
 	bool extend = false, extend_locked = false;
+	struct vc_range claim;
 	off_t oldsize = 0;
 	char *buf = io_buf();
 	ssize_t n;
@@ -327,10 +292,9 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 		}
 	}
 
-	if (head_rmw)
-		io_rmw_lock(img, start);
-	if (tail_rmw && !(head_rmw && last == start))
-		io_rmw_lock(img, last);
+	/* Its edge blocks and its range, in one step (rangelock.h). */
+	rangelock_lock(&img->rmw, &claim, start, end, head_rmw ? start : -1,
+	    tail_rmw && !(head_rmw && last == start) ? last : -1);
 
 	if (head_rmw)
 		err = io_fill_block(fd, buf, a, start);
@@ -351,10 +315,7 @@ io_write_direct(struct vc_image *img, int fd, const void *src, size_t len,
 			err = io_sync_meta(img, fd);	/* the new size too */
 	}
 
-	if (tail_rmw && !(head_rmw && last == start))
-		io_rmw_unlock(img, last);
-	if (head_rmw)
-		io_rmw_unlock(img, start);
+	rangelock_unlock(&img->rmw, &claim);
 	io_gate_release(img, extend_locked);
 	return err < 0 ? err : (ssize_t)len;
 }

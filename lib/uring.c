@@ -55,6 +55,8 @@ struct uring_req {
 	bool held;			/* holds img->fdlock for reading: its SQE
 					 * is not known to be consumed yet */
 	unsigned sq_end;		/* the SQ tail just past its SQE */
+	bool claimed;			/* write: holds claim in img->rmw */
+	struct vc_range claim;
 	vc_io_done cb;
 	void *arg;
 	struct vc_uring_local *rc;	/* the ring it goes through */
@@ -241,6 +243,8 @@ uring_finish(struct uring_req *req, ssize_t res)
 	struct vc_image *img = req->img;
 	const void *data = NULL;
 
+	if (req->claimed)
+		rangelock_unlock(&img->rmw, &req->claim);
 	if (req->gated)
 		gate_release_shared(&img->sizelock);
 	if (res >= 0 && req->op == VC_OP_READ) {
@@ -596,6 +600,7 @@ uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
 	req->datasync = false;
 	req->gated = false;
 	req->held = false;
+	req->claimed = false;
 	req->cb = cb;
 	req->arg = arg;
 	return req;
@@ -666,6 +671,22 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 	req = uring_new(u, img, VC_OP_WRITE, done, arg);
 	if (req == NULL)
 		goto fail;
+	/*
+	 * An edge rewrite inside the range must not run under it (rangelock.h).
+	 * As for the gate, a thread with its own ring does not wait: the edge
+	 * rewrite's turn may come after a completion only this thread reaps.
+	 */
+	if (uring_tls != NULL) {
+		if (!rangelock_trylock_aligned(&img->rmw, &req->claim, off,
+		    off + (off_t)len)) {
+			uring_req_put(u, req);
+			goto fail;
+		}
+	} else {
+		rangelock_lock(&img->rmw, &req->claim, off, off + (off_t)len,
+		    -1, -1);
+	}
+	req->claimed = true;
 	req->off = off;
 	req->len = req->want = len;
 	req->rwf = rwf;
@@ -679,6 +700,7 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 		 * (libfuse's receive buffer is reused once we return). */
 		req->buf = bufpool_get(&u->pool, len);
 		if (req->buf == NULL) {
+			rangelock_unlock(&img->rmw, &req->claim);
 			uring_req_put(u, req);
 			goto fail;
 		}

@@ -139,3 +139,33 @@ inject() {	# ARGS...
 	run "$DT" --test "$DH_MNT/f" --ref "$VC_TMP/no/such/dir/f.ref" --seed 1 --ops 10
 	assert_failure 2
 }
+
+# ---- concurrent aligned and unaligned writes over the same blocks ----
+
+# Per round and lane, one thread's aligned pwrite and another's unaligned
+# pwrite overlapping it, at once. An edge rewrite used to run under the
+# aligned write and put old bytes back inside its range.
+dt_overlap() {	# CACHE AIO [difftest options...]
+	printf '[global]\ncache = %s\naio = %s\n' "$1" "$2" >"$VC_TMP/vcachefs.conf"
+	shift 2
+	dh_mount source -c "$VC_TMP/vcachefs.conf"
+	run timeout 120 "$DT" --test "$DH_MNT/ov" --overlap --seed 31 "$@"
+	assert_success
+	assert_output --regexp 'seed 31: overlap: [0-9]+ rounds x [0-9]+ lanes, OK'
+}
+
+@test "difftest --overlap: aligned and unaligned writers over the same blocks, cache=none" {
+	dt_overlap none threads --rounds 600
+}
+
+@test "difftest --overlap: aligned and unaligned writers over the same blocks, cache=directsync" {
+	dt_overlap directsync threads --rounds 600
+}
+
+@test "difftest --overlap: aligned writes through io_uring (aio=native), cache=none" {
+	dt_overlap none native --rounds 600
+}
+
+@test "difftest --overlap: O_DIRECT client, cache=none" {
+	dt_overlap none threads --rounds 400 --direct
+}

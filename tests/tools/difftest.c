@@ -12,6 +12,13 @@
  * Exit status: 0 all agreed, 1 a difference was found, 2 usage or setup
  * error (including errors on the reference side, which is not under test).
  *
+ * --overlap is a concurrent mode instead: per round, in each of --lanes
+ * separate groups of blocks, one thread writes an aligned range and another
+ * at once an unaligned range overlapping it. As on a native file, every
+ * sector must then hold one of the two orders' bytes: the aligned write's,
+ * or the unaligned write's on top of it (and the old content never
+ * survives inside the aligned range). It needs no reference file.
+ *
  * Hidden option for the test suite: --inject-fault K flips one byte of the
  * test file (through a separate, buffered descriptor) after step K, or at
  * the first later step where the file is not empty, and then compares the
@@ -21,6 +28,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -82,7 +90,8 @@ struct done_op {
 struct config {
 	const char *test_path, *ref_path;
 	uint64_t seed, ops, batch, max_size, fsync_every, inject_step;
-	bool direct, dsync, verbose;
+	uint64_t rounds, lanes;		/* --overlap */
+	bool direct, dsync, verbose, overlap;
 };
 
 struct dt {
@@ -222,6 +231,15 @@ fail(const struct dt *d, uint64_t step, const char *what, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	print_history(d);
+	if (d->cfg.overlap) {
+		/* Which rounds fail depends on timing: the seed gives the plan. */
+		fprintf(stderr, "difftest: replay: --overlap --seed %" PRIu64
+			" --rounds %" PRIu64 " --lanes %" PRIu64 "%s%s\n",
+			d->cfg.seed, d->cfg.rounds, d->cfg.lanes,
+			d->cfg.direct ? " --direct" : "",
+			d->cfg.dsync ? " --dsync" : "");
+		return DT_FAIL;
+	}
 	fprintf(stderr, "difftest: replay: --seed %" PRIu64 " --ops %" PRIu64
 		" --batch %" PRIu64 " --max-size %" PRIu64 "%s%s",
 		d->cfg.seed, d->cfg.ops, d->cfg.batch, d->cfg.max_size,
@@ -697,12 +715,231 @@ run(struct dt *d)
 	return DT_OK;
 }
 
+/* ---- --overlap: concurrent aligned and unaligned writes ---- */
+
+#define OV_BLK		4096		/* the aligned writes' unit */
+#define OV_SECTOR	512		/* checked per sector: see ov_check */
+#define OV_LANE_BLKS	4
+#define OV_LANE		(OV_LANE_BLKS * OV_BLK)
+#define OV_MAX_LANES	64
+
+struct ov_write {
+	uint64_t off, len;
+	unsigned char fill;
+};
+
+struct ov {
+	struct dt *d;
+	pthread_barrier_t go, done;
+	struct ov_write plan[OV_MAX_LANES][2];	/* [lane][0 aligned, 1 not] */
+	bool stop;
+	int err;				/* first errno of a writer */
+	pthread_mutex_t lock;
+};
+
+struct ov_thread {
+	pthread_t tid;
+	struct ov *ov;
+	unsigned lane, which;
+	unsigned char *buf;
+};
+
+static void *
+ov_writer(void *arg)
+{
+	struct ov_thread *t = arg;
+	struct ov *ov = t->ov;
+
+	for (;;) {
+		const struct ov_write *w;
+		ssize_t n;
+
+		pthread_barrier_wait(&ov->go);
+		if (ov->stop)
+			return NULL;
+		w = &ov->plan[t->lane][t->which];
+		memset(t->buf, w->fill, w->len);
+		n = pwrite(ov->d->tfd, t->buf, w->len, (off_t)w->off);
+		if (n != (ssize_t)w->len) {
+			pthread_mutex_lock(&ov->lock);
+			if (ov->err == 0)
+				ov->err = n < 0 ? errno : EIO;
+			pthread_mutex_unlock(&ov->lock);
+		}
+		pthread_barrier_wait(&ov->done);
+	}
+}
+
+/*
+ * Lane l of a round: an aligned write of 1..4 blocks, and an unaligned
+ * one (both ends off block bounds) that overlaps it, all inside the lane.
+ */
+static void
+ov_pick(struct dt *d, struct ov *ov, unsigned l, uint64_t round)
+{
+	struct ov_write *a = &ov->plan[l][0], *u = &ov->plan[l][1];
+	uint64_t lane = l * (uint64_t)OV_LANE;
+	uint64_t nb = 1 + rng_below(&d->rng, OV_LANE_BLKS);
+	uint64_t us, ue;
+
+	a->off = lane + rng_below(&d->rng, OV_LANE_BLKS - nb + 1) * OV_BLK;
+	a->len = nb * OV_BLK;
+	a->fill = 0x80 + (unsigned char)(round % 16);
+	do {
+		us = lane + 1 + rng_below(&d->rng, OV_LANE - 2);
+		ue = lane + 1 + rng_below(&d->rng, OV_LANE - 2);
+	} while (ue <= us || us % OV_BLK == 0 || ue % OV_BLK == 0 ||
+		 ue <= a->off || us >= a->off + a->len);
+	u->off = us;
+	u->len = ue - us;
+	u->fill = 0x40 + (unsigned char)(round % 16);
+}
+
+/*
+ * Every sector of lane l must be as if the two writes ran one after the
+ * other. Per sector, whatever block size the daemon read-modify-writes:
+ * the rule per aligned block implies it per sector, and the lost update
+ * this catches (old bytes written back over the aligned write) shows in
+ * the sectors of the edge block that the unaligned write does not cover.
+ */
+static enum verdict
+ov_check(struct dt *d, struct ov *ov, unsigned l, uint64_t round,
+	 const unsigned char *got, unsigned char old)
+{
+	const struct ov_write *a = &ov->plan[l][0], *u = &ov->plan[l][1];
+	uint64_t lane = l * (uint64_t)OV_LANE;
+
+	for (uint64_t s = lane; s < lane + OV_LANE; s += OV_SECTOR) {
+		bool in_a = s >= a->off && s < a->off + a->len;
+		unsigned char x[OV_SECTOR], y[OV_SECTOR];	/* u first, u last */
+		const unsigned char *g = got + s;
+		char what[160];
+
+		memset(x, in_a ? a->fill : old, OV_SECTOR);
+		memcpy(y, x, OV_SECTOR);
+		for (uint64_t i = 0; i < OV_SECTOR; i++)
+			if (s + i >= u->off && s + i < u->off + u->len)
+				y[i] = u->fill;
+		/* Outside the aligned write only the unaligned one lands. */
+		if (memcmp(g, y, OV_SECTOR) == 0 ||
+		    (in_a && memcmp(g, x, OV_SECTOR) == 0))
+			continue;
+		snprintf(what, sizeof(what), "overlap round %" PRIu64 " lane %u"
+			 ": aligned pwrite off=%" PRIu64 " len=%" PRIu64
+			 " fill=0x%02x, unaligned pwrite off=%" PRIu64
+			 " len=%" PRIu64 " fill=0x%02x", round, l, a->off,
+			 a->len, a->fill, u->off, u->len, u->fill);
+		for (uint64_t i = 0; i < OV_SECTOR; i++) {
+			if (g[i] == y[i] || (in_a && g[i] == x[i]))
+				continue;
+			return fail(d, round, what, "sector at %" PRIu64
+				    " is neither order: byte at offset %"
+				    PRIu64 " is 0x%02x%s", s, s + i, g[i],
+				    g[i] == old ? " (the old content)" : "");
+		}
+		return fail(d, round, what, "sector at %" PRIu64 " mixes the"
+			    " two orders", s);
+	}
+	return DT_OK;
+}
+
+static enum verdict
+ov_round(struct dt *d, struct ov *ov, uint64_t round, unsigned char *got)
+{
+	size_t size = (size_t)(d->cfg.lanes * OV_LANE);
+	unsigned char old = 0x10 + (unsigned char)(round % 16);
+	long long n;
+
+	for (unsigned l = 0; l < d->cfg.lanes; l++)
+		ov_pick(d, ov, l, round);
+	memset(d->wbuf, old, size);
+	if (pwrite(d->tfd, d->wbuf, size, 0) != (ssize_t)size)
+		return fail(d, round, "overlap reset", "pwrite failed (%s)",
+			    strerror(errno));
+	pthread_barrier_wait(&ov->go);
+	pthread_barrier_wait(&ov->done);
+	if (ov->err != 0)
+		return fail(d, round, "overlap pwrite", "failed (%s)",
+			    strerror(ov->err));
+	n = read_chunk(d->tfd, got, size, size, 0);
+	if (n != (long long)size)
+		return fail(d, round, "overlap read back", "got %lld of %zu"
+			    " bytes", n, size);
+	for (unsigned l = 0; l < d->cfg.lanes; l++) {
+		enum verdict v = ov_check(d, ov, l, round, got, old);
+
+		if (v != DT_OK)
+			return v;
+	}
+	return DT_OK;
+}
+
+static enum verdict
+run_overlap(struct dt *d)
+{
+	unsigned nt = (unsigned)(2 * d->cfg.lanes);
+	struct ov_thread *t = calloc(nt, sizeof(*t));
+	struct ov *ov = calloc(1, sizeof(*ov));
+	enum verdict v = DT_OK;
+	unsigned started = 0;
+
+	if (t == NULL || ov == NULL) {
+		fprintf(stderr, "difftest: out of memory\n");
+		free(t);
+		free(ov);
+		return DT_ERROR;
+	}
+	ov->d = d;
+	pthread_mutex_init(&ov->lock, NULL);
+	pthread_barrier_init(&ov->go, NULL, nt + 1);
+	pthread_barrier_init(&ov->done, NULL, nt + 1);
+	/* Never extend the file: the kernel serialises extending writes. */
+	if (ftruncate(d->tfd, (off_t)(d->cfg.lanes * OV_LANE)) < 0) {
+		fprintf(stderr, "difftest: ftruncate %s: %s\n",
+			d->cfg.test_path, strerror(errno));
+		v = DT_ERROR;
+	}
+	for (unsigned i = 0; v == DT_OK && i < nt; i++) {
+		t[i].ov = ov;
+		t[i].lane = i / 2;
+		t[i].which = i % 2;
+		if (posix_memalign((void **)&t[i].buf, ALIGN, OV_LANE) != 0 ||
+		    pthread_create(&t[i].tid, NULL, ov_writer, &t[i]) != 0) {
+			fprintf(stderr, "difftest: cannot start writer %u\n", i);
+			v = DT_ERROR;
+			break;
+		}
+		started++;
+	}
+	if (started < nt) {
+		/* The barriers count nt + 1: the threads missing can never
+		 * arrive, so the ones started are left blocked; just leave. */
+		return DT_ERROR;
+	}
+	for (uint64_t r = 1; v == DT_OK && r <= d->cfg.rounds; r++)
+		v = ov_round(d, ov, r, d->tbuf);
+	ov->stop = true;
+	pthread_barrier_wait(&ov->go);
+	for (unsigned i = 0; i < nt; i++) {
+		pthread_join(t[i].tid, NULL);
+		free(t[i].buf);
+	}
+	pthread_barrier_destroy(&ov->go);
+	pthread_barrier_destroy(&ov->done);
+	pthread_mutex_destroy(&ov->lock);
+	free(ov);
+	free(t);
+	return v;
+}
+
 /* ---- setup ---- */
 
 static const char synopsis[] =
 "usage: difftest --test FILE --ref FILE [--seed N] [--ops N] [--batch N]\n"
 "                [--max-size BYTES] [--direct] [--dsync] [--fsync-every N]\n"
-"                [--verbose]\n";
+"                [--verbose]\n"
+"       difftest --test FILE --overlap [--seed N] [--rounds N] [--lanes N]\n"
+"                [--direct] [--dsync]\n";
 
 static void
 usage(void)
@@ -724,6 +961,14 @@ usage(void)
 "  --dsync            open the test file with O_DSYNC\n"
 "  --fsync-every N    fdatasync the test file every N ops (default 0: never)\n"
 "  --verbose          print every op\n"
+"\n"
+"  --overlap          instead: per round and lane, one thread writes an\n"
+"                     aligned range and another an unaligned one overlapping\n"
+"                     it, at once; each sector must then hold one of the two\n"
+"                     orders' bytes (no --ref needed)\n"
+"  --rounds N         --overlap rounds (default 1000)\n"
+"  --lanes N          --overlap lanes of 16 KiB, 2 threads each (default 8,\n"
+"                     at most 64)\n"
 "\n"
 "Exit status: 0 files agree, 1 difference found, 2 usage or setup error.\n",
 	      stdout);
@@ -761,7 +1006,8 @@ static int
 parse_args(int argc, char **argv, struct config *c)
 {
 	enum { OPT_SEED = 256, OPT_OPS, OPT_BATCH, OPT_MAXSZ, OPT_DIRECT,
-	       OPT_DSYNC, OPT_FSYNC, OPT_VERBOSE, OPT_INJECT, OPT_HELP };
+	       OPT_DSYNC, OPT_FSYNC, OPT_VERBOSE, OPT_INJECT, OPT_HELP,
+	       OPT_OVERLAP, OPT_ROUNDS, OPT_LANES };
 	static const struct option longopts[] = {
 		{ "test", required_argument, NULL, 't' },
 		{ "ref", required_argument, NULL, 'r' },
@@ -775,12 +1021,16 @@ parse_args(int argc, char **argv, struct config *c)
 		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "inject-fault", required_argument, NULL, OPT_INJECT },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "overlap", no_argument, NULL, OPT_OVERLAP },
+		{ "rounds", required_argument, NULL, OPT_ROUNDS },
+		{ "lanes", required_argument, NULL, OPT_LANES },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool have_seed = false;
 	int ch, r = 0;
 
-	*c = (struct config){ .ops = 4000, .batch = 50, .max_size = 8 * MIB };
+	*c = (struct config){ .ops = 4000, .batch = 50, .max_size = 8 * MIB,
+			      .rounds = 1000, .lanes = 8 };
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 't': c->test_path = optarg; break;
@@ -809,6 +1059,15 @@ parse_args(int argc, char **argv, struct config *c)
 			if (r == 0 && c->inject_step == 0)
 				r = -EINVAL;
 			break;
+		case OPT_OVERLAP: c->overlap = true; break;
+		case OPT_ROUNDS:
+			r = parse_u64(optarg, false, &c->rounds);
+			break;
+		case OPT_LANES:
+			r = parse_u64(optarg, false, &c->lanes);
+			if (r == 0 && (c->lanes == 0 || c->lanes > OV_MAX_LANES))
+				r = -EINVAL;
+			break;
 		case OPT_HELP:
 			usage();
 			exit(0);
@@ -825,8 +1084,13 @@ parse_args(int argc, char **argv, struct config *c)
 			argv[optind]);
 		return -EINVAL;
 	}
-	if (!c->test_path || !c->ref_path) {
+	if (!c->test_path || (!c->ref_path && !c->overlap)) {
 		fprintf(stderr, "difftest: --test and --ref are required\n");
+		return -EINVAL;
+	}
+	if (c->overlap && (c->ref_path || c->inject_step)) {
+		fprintf(stderr, "difftest: --overlap takes no --ref or"
+			" --inject-fault\n");
 		return -EINVAL;
 	}
 	if (c->batch == 0 || c->max_size == 0 ||
@@ -851,9 +1115,9 @@ open_files(struct dt *d)
 	int tflags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC;
 	struct stat ts, rs;
 
-	d->rfd = open(d->cfg.ref_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-		      0644);
-	if (d->rfd < 0) {
+	d->rfd = d->cfg.overlap ? -1 : open(d->cfg.ref_path,
+		      O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (d->rfd < 0 && !d->cfg.overlap) {
 		fprintf(stderr, "difftest: open %s: %s\n", d->cfg.ref_path,
 			strerror(errno));
 		return -errno;
@@ -876,7 +1140,7 @@ open_files(struct dt *d)
 		return -e;
 	}
 	/* The same file twice would agree with itself and prove nothing. */
-	if (fstat(d->tfd, &ts) == 0 && fstat(d->rfd, &rs) == 0 &&
+	if (d->rfd >= 0 && fstat(d->tfd, &ts) == 0 && fstat(d->rfd, &rs) == 0 &&
 	    ts.st_dev == rs.st_dev && ts.st_ino == rs.st_ino) {
 		fprintf(stderr, "difftest: --test and --ref are the same"
 			" file\n");
@@ -920,7 +1184,7 @@ main(int argc, char **argv)
 	if (alloc_buffers(&d) < 0 || open_files(&d) < 0)
 		return DT_ERROR;
 
-	v = run(&d);
+	v = d.cfg.overlap ? run_overlap(&d) : run(&d);
 	/* close() reports deferred write errors (FUSE flush): check it. */
 	if (v == DT_OK && close(d.tfd) < 0) {
 		char eb[32];
@@ -928,7 +1192,11 @@ main(int argc, char **argv)
 		v = fail(&d, d.cfg.ops, "close", "failed on test file (%s)",
 			 fmt_res(-(long long)errno, eb, sizeof(eb)));
 	}
-	if (v == DT_OK)
+	if (v == DT_OK && d.cfg.overlap)
+		printf("difftest: seed %" PRIu64 ": overlap: %" PRIu64
+		       " rounds x %" PRIu64 " lanes, OK\n", d.cfg.seed,
+		       d.cfg.rounds, d.cfg.lanes);
+	else if (v == DT_OK)
 		printf("difftest: seed %" PRIu64 ": %" PRIu64 " ops, %" PRIu64
 		       " comparisons, OK\n", d.cfg.seed, d.cfg.ops,
 		       d.compares);
