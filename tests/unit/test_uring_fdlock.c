@@ -317,8 +317,7 @@ main(void)
 	img->fd_writable = true;
 	pthread_rwlock_init(&img->fdlock, NULL);
 	gate_init(&img->sizelock);
-	pthread_mutex_init(&img->rmw_lock, NULL);
-	pthread_cond_init(&img->rmw_cond, NULL);
+	rangelock_init(&img->rmw);
 
 	/* Before the engine starts: it reads the rules from its first submit. */
 	fault_init("uring_submit:1+:EBUSY");
@@ -336,8 +335,7 @@ main(void)
 	close(img->fd);
 	pthread_rwlock_destroy(&img->fdlock);
 	gate_destroy(&img->sizelock);
-	pthread_mutex_destroy(&img->rmw_lock);
-	pthread_cond_destroy(&img->rmw_cond);
+	rangelock_destroy(&img->rmw);
 	free(img->relpath);
 	free(img);
 	unlink(test_img);
