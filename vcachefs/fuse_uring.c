@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <liburing.h>
 
+#include "fault.h"
 #include "fuse_uring.h"
 #include "io.h"
 #include "log.h"
@@ -641,6 +642,9 @@ fr_setup_ring(struct fr_thread *t)
 	unsigned n = t->nents * 2 + 4;
 	int r;
 
+	r = fault_hit(VC_FAULT_RING_SETUP);
+	if (r < 0)
+		return r;
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER |
 	    IORING_SETUP_DEFER_TASKRUN;
@@ -679,8 +683,13 @@ fr_thread_main(void *arg)
 	t->local.tag = 1;
 	uring_local_set(&t->local);
 	workpool_set_nonblocking(fr_busy);	/* disk waits go to the pool */
-	fr_register_all(t);
-	fr_loop(t);
+	r = fault_hit(VC_FAULT_RING_THREAD);
+	if (r < 0) {
+		log_warnc(r, "FUSE queue %u: failed before registering", t->qid);
+	} else {
+		fr_register_all(t);
+		fr_loop(t);
+	}
 	uring_local_set(NULL);
 out:
 	if (t->setup == 0)
