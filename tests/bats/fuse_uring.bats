@@ -196,3 +196,60 @@ fq_cpus() {	# QUEUE: the CPUs its queue thread may run on, one per line
 	vc_umount
 	vc_check_log
 }
+
+# --- Ring set-up failures (lib/fault.h points ring_setup, ring_thread,
+# ring_register, ring_fallback). Once the INIT reply has promised the ring
+# (FUSE_OVER_IO_URING), the kernel holds every new request until each CPU
+# queue has registered an entry, or until a REGISTER is refused (which
+# sends it back to /dev/fuse). A queue that never registers must not leave
+# the mount hanging: each case must end answering, or aborted, and say so.
+
+fr_fault_mount() {	# FAULT [OPTIONS...]: mount through the ring with that fault
+	local f=$1
+	shift
+	export ASAN_OPTIONS=detect_leaks=0	# fr_transport straces the daemon
+	conf none native
+	VCACHEFS_FAULT=$f vc_mount --fuse-uring on -c "$VC_CONF" "$@" "$VC_SRC" "$VC_MNT"
+}
+
+fr_answers() {	# the mount answers: stat, a small write and read-back
+	run timeout 20 stat -c %F "$VC_MNT"
+	assert_success
+	run timeout 20 sh -c "echo hello >'$VC_MNT/f' && cat '$VC_MNT/f'"
+	assert_success
+	assert_output hello
+	[ "$(cat "$VC_SRC/f")" = hello ]
+}
+
+# Which way requests really go, from the daemon's system calls: through
+# /dev/fuse every request costs a writev reply on it, through the ring none.
+fr_transport() {	# prints ring or devfuse
+	local ffd n
+	timeout 20 dd if=/dev/zero of="$VC_MNT/t.img" bs=4k count=64 oflag=direct status=none
+	ffd=$(mh_fuse_fd)
+	mh_strace_start "$VC_TMP/tr.log" writev
+	timeout 20 dd if="$VC_MNT/t.img" of=/dev/null bs=4k count=64 iflag=direct status=none
+	timeout 20 dd if="$VC_MNT/t.img" of=/dev/null bs=4k count=64 iflag=direct status=none
+	mh_strace_stop
+	n=$(grep -c "writev($ffd," "$VC_TMP/tr.log" || true)
+	echo "writev replies on /dev/fuse for 128 reads: $n" >&2
+	if [ "$n" -ge 128 ]; then echo devfuse; elif [ "$n" -lt 10 ]; then echo ring; else echo mixed; fi
+}
+
+fr_clean_stop() {	# unmounts, and the daemon exits 0
+	vc_umount || { cat "$VC_LOG" >&2; fail "no clean stop"; }
+	grep -q "vcachefs: stopped$" "$VC_LOG"
+	vc_check_log
+}
+
+@test "ring set-up: a queue thread that fails before REGISTER: back to /dev/fuse, and it says so" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	fr_fault_mount ring_thread:1:EIO
+	fr_answers
+	grep -q "FUSE queue [0-9]*: failed before registering" "$VC_LOG"
+	grep -q "requests go through /dev/fuse" "$VC_LOG"
+	if grep -q "FUSE requests go through io_uring" "$VC_LOG"; then fail "claims the ring"; fi
+	[ "$(fr_transport)" = devfuse ]
+	fr_clean_stop
+}
