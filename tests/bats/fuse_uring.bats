@@ -253,3 +253,146 @@ fr_clean_stop() {	# unmounts, and the daemon exits 0
 	[ "$(fr_transport)" = devfuse ]
 	fr_clean_stop
 }
+
+@test "ring set-up: one REGISTER the kernel refuses is registered again; requests go through the ring" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	fr_fault_mount ring_register:1:EINVAL
+	fr_answers
+	grep -q "the kernel refused 1 REGISTER(s)" "$VC_LOG"
+	grep -q "FUSE requests go through io_uring: 2 queues\|FUSE requests go through io_uring: [0-9]* queues" "$VC_LOG"
+	if grep -q "requests go through /dev/fuse" "$VC_LOG"; then fail "claims /dev/fuse"; fi
+	[ "$(fr_transport)" = ring ]
+	fr_clean_stop
+}
+
+@test "ring set-up: every REGISTER refused by the kernel: /dev/fuse, and it says so" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	fr_fault_mount 'ring_register:*:EINVAL'
+	fr_answers
+	grep -q "the kernel refused every REGISTER of queue [0-9]* (Invalid argument); the kernel is back on /dev/fuse" "$VC_LOG"
+	if grep -q "FUSE requests go through io_uring" "$VC_LOG"; then fail "claims the ring"; fi
+	[ "$(fr_transport)" = devfuse ]
+	fr_clean_stop
+}
+
+# EAGAIN stands for a REGISTER that never reached the kernel: it still
+# holds every request for the ring until something sends it back.
+@test "ring set-up: no REGISTER reaches the kernel (EAGAIN each time): sent back to /dev/fuse" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	fr_fault_mount 'ring_register:*:EAGAIN'
+	fr_answers
+	grep -q "the kernel refused 3[0-9]* REGISTER(s) in 3 attempt(s)" "$VC_LOG" ||
+		grep -q "REGISTER(s) in 3 attempt(s) an entry; 0 of" "$VC_LOG"
+	grep -q "the kernel is back on /dev/fuse: requests go through /dev/fuse" "$VC_LOG"
+	[ "$(fr_transport)" = devfuse ]
+	fr_clean_stop
+}
+
+@test "ring set-up: a queue thread that stalls past the set-up time: /dev/fuse, and it never registers late" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	fr_fault_mount ring_thread:1:delay=8000
+	fr_answers
+	grep -q "queue [0-9]* did not register within 5000 ms; the kernel is back on /dev/fuse" "$VC_LOG"
+	sleep 4		# past the stalled thread's wake-up: it must not register now
+	[ "$(fr_transport)" = devfuse ]
+	fr_clean_stop
+}
+
+@test "ring set-up: the kernel cannot be sent back to /dev/fuse: the connection is aborted, nothing hangs" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	fr_fault_mount ring_thread:1:EIO,ring_fallback:1:EIO
+	run timeout 20 stat "$VC_MNT"
+	[ "$status" -ne 124 ] || fail "stat hung"
+	assert_failure
+	assert_output --partial "Transport endpoint is not connected"
+	grep -q "the kernel could not be sent back to /dev/fuse; aborting the connection" "$VC_LOG"
+	run vc_wait_exit "$VC_PID" 20
+	[ "$status" -ne 124 ] || fail "daemon still running"
+	grep -q "stopped: FUSE over io_uring set-up failed and the connection was aborted" "$VC_LOG"
+	vc_check_log
+}
+
+@test "ring set-up: a ring that cannot be made before INIT: 'auto' serves through /dev/fuse, 'on' refuses" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	conf none native
+	VCACHEFS_FAULT=ring_setup:1:ENOMEM vc_mount --fuse-uring auto -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	fr_answers
+	grep -q "FUSE requests go through /dev/fuse: the ring could not be set up" "$VC_LOG"
+	vc_umount
+	VCACHEFS_FAULT=ring_setup:1:ENOMEM run timeout 30 "$VCACHEFS" -f --fuse-uring on -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	assert_failure
+	assert_output --partial "FUSE over io_uring: Cannot allocate memory"
+	if vc_is_mounted "$VC_MNT"; then fail "left mounted"; fi
+}
+
+# --- --buffer-memory: ring entries and bounce buffers within a cap.
+
+FR_ENTRY_KIB=1028	# 4 KiB header room + 1 MiB payload
+FR_BOUNCE_KIB=1152	# lib/io.h VC_IO_BUF_SIZE
+
+fr_entry_maps() {	# ring entries mapped by the daemon: rw mappings of one entry's size
+	python3 - "/proc/$VC_PID/maps" $((FR_ENTRY_KIB * 1024)) <<'PY'
+import sys
+n = 0
+for line in open(sys.argv[1]):
+    f = line.split()
+    a, b = (int(x, 16) for x in f[0].split("-"))
+    n += f[1] == "rw-p" and b - a == int(sys.argv[2])
+print(n)
+PY
+}
+
+@test "--buffer-memory takes MiB; --threads whose bounce buffers exceed it refuse to start" {
+	run "$VCACHEFS" -f --buffer-memory lots "$VC_SRC" "$VC_MNT"
+	assert_failure
+	assert_output --partial "--buffer-memory: 'lots' is not a number of MiB"
+	run "$VCACHEFS" --help
+	assert_output --partial "--buffer-memory MiB"
+	run "$VCACHEFS" -f --threads 64 --buffer-memory 64 "$VC_SRC" "$VC_MNT"
+	assert_failure
+	assert_output --partial "--threads 64 needs 72.0 MiB of I/O bounce buffers (1152 KiB a thread), more than --buffer-memory 64: raise it to 72"
+	if vc_is_mounted "$VC_MNT"; then fail "mounted although refused"; fi
+}
+
+@test "64 CPUs (pretended): the ring depth fits the default 256 MiB, as logged and as mapped, and it serves" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	export ASAN_OPTIONS=detect_leaks=0
+	conf none native
+	VCACHEFS_TEST_POSSIBLE_CPUS=64 vc_mount --fuse-uring on -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	fr_answers
+	grep "buffer memory:" "$VC_LOG"
+	grep -q "buffer memory: FUSE ring 64 queues x 2 entries x $FR_ENTRY_KIB KiB = 128.5 MiB, bounce buffers 96 x $FR_BOUNCE_KIB KiB = 108.0 MiB (16 FUSE workers, 16 pool workers, 64 queue threads); 236.5 of 256 MiB" "$VC_LOG"
+	local n
+	n=$(fr_entry_maps)
+	echo "ring entries mapped: $n"
+	[ "$n" -eq 128 ]
+	# What the entries and every possible bounce buffer take, by the maps.
+	[ $(( (n * FR_ENTRY_KIB + (16 + 16 + 64) * FR_BOUNCE_KIB) / 1024 )) -le 256 ]
+	[ "$(fr_transport)" = ring ]
+	fr_clean_stop
+}
+
+@test "256 CPUs (pretended): the ring does not fit in 256 MiB: 'auto' uses /dev/fuse and says why, 'on' refuses" {
+	fr_need
+	echo Y >"$FR_PARAM"
+	export ASAN_OPTIONS=detect_leaks=0
+	conf none native
+	VCACHEFS_TEST_POSSIBLE_CPUS=256 run "$VCACHEFS" -f --fuse-uring on -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	assert_failure
+	assert_output --partial "--fuse-uring on: the ring needs --buffer-memory 581 or more (256 CPU queues, --threads 16), not 256"
+	if vc_is_mounted "$VC_MNT"; then fail "mounted although refused"; fi
+	VCACHEFS_TEST_POSSIBLE_CPUS=256 vc_mount --fuse-uring auto -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	fr_answers
+	grep -q "FUSE requests go through /dev/fuse: the ring needs --buffer-memory 581 or more" "$VC_LOG"
+	grep -q "buffer memory: bounce buffers 16 x $FR_BOUNCE_KIB KiB = 18.0 MiB (16 FUSE workers); 18.0 of 256 MiB" "$VC_LOG"
+	[ "$(fr_entry_maps)" -eq 0 ]
+	vc_umount
+	vc_check_log
+}
