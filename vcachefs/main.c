@@ -32,7 +32,7 @@
 #define VC_THREADS_MAX		256
 #define VC_TIMEOUT_DEFAULT	1.0
 /* --buffer-memory: MiB for FUSE ring entries and I/O bounce buffers. */
-#define VC_BUFMEM_DEFAULT	256
+#define VC_BUFMEM_DEFAULT	320
 #define VC_BUFMEM_MAX		(1u << 20)
 #define VC_MIB			(1024.0 * 1024.0)
 
