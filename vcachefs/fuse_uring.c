@@ -570,18 +570,21 @@ fr_settle(bool promised)
 {
 	struct timespec deadline = fr_deadline(VC_FUSE_URING_SETUP_MS);
 	unsigned missing = 0, first = 0, refused = 0, min = UINT32_MAX;
-	bool stuck = false;
+	bool stuck = false, started;
 	char why[160];
 	int r;
 
 	pthread_mutex_lock(&G.lock);
 	G.init_done = true;
 	G.closed = !promised;
+	started = G.nthreads > 0 && !G.stopping;
 	pthread_cond_broadcast(&G.cond);
 	if (!promised) {
 		pthread_mutex_unlock(&G.lock);
-		log_info("FUSE requests go through /dev/fuse: INIT did not "
-		    "offer FUSE over io_uring");
+		/* Without queue threads, main.c has said why already. */
+		if (started)
+			log_info("FUSE requests go through /dev/fuse: the "
+			    "kernel's INIT did not offer FUSE over io_uring");
 		return;
 	}
 	/* Threads that have not started registering by then never will. */
@@ -947,8 +950,8 @@ fr_register_all(struct fr_thread *t)
 	if (served)	/* refusals still in the CQ are not registered */
 		nreg -= fr_take_refused(t, &err, &served);
 	if (refused > 0)
-		log_warnc(err, "FUSE queue %u: the kernel refused %u REGISTER(s) "
-		    "in %u attempt(s) an entry; %u of %u entries registered",
+		log_warnc(err, "FUSE queue %u: the kernel refused %u REGISTER(s), "
+		    "up to %u an entry; %u of %u entries registered",
 		    t->qid, refused, FR_REGISTER_TRIES, nreg, t->nents);
 	pthread_mutex_lock(&G.lock);
 	t->nreg = nreg;

@@ -514,7 +514,7 @@ main(int argc, char **argv)
 {
 	char source[PATH_MAX], mnt[PATH_MAX];
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct vc_fuse_uring_plan plan;
+	struct vc_fuse_uring_plan plan = { 0 };
 	struct vc_fs fs;
 	struct vc_opts o;
 	int rootfd, r, status = 1;

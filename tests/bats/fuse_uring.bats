@@ -294,7 +294,7 @@ fr_clean_stop() {	# unmounts, and the daemon exits 0
 	echo Y >"$FR_PARAM"
 	fr_fault_mount 'ring_register:*:EAGAIN'
 	fr_answers
-	fr_wait_log "REGISTER(s) in 3 attempt(s) an entry; 0 of"
+	fr_wait_log "REGISTER(s), up to 3 an entry; 0 of 32 entries registered"
 	fr_wait_log "the kernel is back on /dev/fuse: requests go through /dev/fuse"
 	[ "$(fr_transport)" = devfuse ]
 	fr_clean_stop
