@@ -28,7 +28,7 @@
 #include "workpool.h"
 #include "log.h"
 
-#define IO_BUF_SIZE	(VC_IO_MAX + 2 * VC_IO_MAXALIGN)
+#define IO_BUF_SIZE	VC_IO_BUF_SIZE
 #define IO_DEFAULT_ALIGN 4096u
 
 static pthread_key_t io_buf_key;

@@ -19,6 +19,8 @@
 #define VC_IO_MAX		(1u << 20)
 /* Largest O_DIRECT alignment we bounce for; larger ones are refused at open. */
 #define VC_IO_MAXALIGN		(64u << 10)
+/* Each thread that does O_DIRECT I/O keeps one bounce buffer this large. */
+#define VC_IO_BUF_SIZE		(VC_IO_MAX + 2 * VC_IO_MAXALIGN)
 
 /*
  * The end of a submitted request: res is bytes or -errno; for a read,

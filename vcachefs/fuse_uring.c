@@ -20,10 +20,13 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <liburing.h>
 
+#include "fault.h"
 #include "fuse_uring.h"
 #include "io.h"
 #include "log.h"
@@ -69,7 +72,23 @@ struct fr_cmd_req {			/* in the SQE's command area */
  */
 #define FR_PREFIX	4096
 
+/* Attempts at registering one entry; a refused REGISTER is tried again
+ * after a short pause (the kernel's -ENOMEM and -EAGAIN can pass). */
+#define FR_REGISTER_TRIES	3
+#define FR_REGISTER_PAUSE_MS	20
+/* A queue number no kernel has: a REGISTER naming it is refused, which
+ * sends the kernel back to /dev/fuse (fuse_uring_cmd: fc->io_uring = 0). */
+#define FR_BAD_QID		0xffff
+#define FUSECTL_DIR		"/sys/fs/fuse/connections"
+
 enum fr_state { FR_IDLE, FR_KERNEL, FR_USER, FR_DEAD };
+
+/* A queue thread's registration, as the INIT thread sees it (G.lock). */
+enum fr_phase {
+	FR_PH_WAIT,		/* not registering yet */
+	FR_PH_SUBMIT,		/* sending its REGISTERs */
+	FR_PH_DONE,		/* nreg entries registered, or failed */
+};
 
 struct fr_thread;
 
@@ -77,7 +96,7 @@ struct fr_ent {
 	struct fr_thread *t;
 	struct fr_req_header *hdr;
 	char *payload;
-	char *mem;			/* mapping: FR_PREFIX + payload */
+	char *mem;			/* FR_PREFIX + payload, between guard pages */
 	struct iovec iov[2];		/* header and payload, for REGISTER */
 	_Atomic uint64_t unique;	/* the request held, 0 when none */
 	struct fuse_buf req;		/* the rebuilt request, for the pool */
@@ -102,14 +121,23 @@ struct fr_thread {
 	bool sleeping, kicked;		/* under lock */
 	int setup;			/* ring setup result; under G.lock */
 	bool setup_done;
+	/* Registration, under G.lock: */
+	enum fr_phase phase;
+	unsigned nreg;			/* entries the kernel took */
+	unsigned nrefused;		/* REGISTERs it refused, retries too */
+	int err;			/* the last refusal, or why it failed */
+	bool failed;			/* gave up before any REGISTER */
 };
 
 static struct {
 	struct fuse_session *se;
 	int devfd;
-	size_t payload_sz;
+	size_t payload_sz, page;
 	struct fr_thread *threads;
 	unsigned nthreads, nqueues;
+	unsigned kqueues;		/* queues the kernel has (possible CPUs) */
+	unsigned conn;			/* in /sys/fs/fuse/connections, or 0 */
+	_Atomic bool aborted;		/* set-up failed: connection aborted */
 	struct fr_ent **all;		/* every entry, for reply lookup */
 	unsigned nall;
 	_Atomic uint64_t init_unique;	/* the INIT request, seen by fr_read */
@@ -117,7 +145,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool init_done, stopping;	/* under lock */
-	unsigned registered;		/* threads whose entries all registered */
+	bool closed;			/* no more REGISTERs; under lock */
 } G = {
 	.devfd = -1,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -199,6 +227,66 @@ fr_possible_cpus(void)
 	return n;
 }
 
+/*
+ * How many queues to plan and start. The test build can pretend to have
+ * more CPUs (VCACHEFS_TEST_POSSIBLE_CPUS) to check what a large host would
+ * reserve; the extra queues' threads then register on the kernel's real
+ * queues (qid modulo kqueues), so the mount still works.
+ */
+static unsigned
+fr_queues(void)
+{
+	unsigned n = fr_possible_cpus();
+#ifdef VC_FAULT_INJECT
+	const char *s = getenv("VCACHEFS_TEST_POSSIBLE_CPUS");
+
+	if (s != NULL && *s != '\0') {
+		unsigned long v = strtoul(s, NULL, 10);
+
+		if (v >= n && v <= 4096)
+			n = (unsigned)v;
+		else
+			log_warnx("VCACHEFS_TEST_POSSIBLE_CPUS=%s ignored "
+			    "(from %u to 4096)", s, n);
+	}
+#endif
+	return n;
+}
+
+static size_t
+fr_payload_size(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t sz = VC_IO_MAX;
+
+	/* The kernel wants room for its largest request or reply. */
+	if (page > 0)
+		sz = (sz + (size_t)page - 1) & ~((size_t)page - 1);
+	return sz;
+}
+
+int
+fuse_uring_plan(size_t budget, unsigned depth_max,
+    struct vc_fuse_uring_plan *p)
+{
+	size_t fixed, depth;
+
+	memset(p, 0, sizeof(*p));
+	p->queues = fr_queues();
+	if (p->queues == 0)
+		return -ENODEV;
+	p->entry_size = FR_PREFIX + fr_payload_size();
+	fixed = (size_t)p->queues * VC_IO_BUF_SIZE;
+	p->min_bytes = fixed + (size_t)p->queues * p->entry_size;
+	/* The kernel uses the ring only once every queue has an entry. */
+	if (budget < p->min_bytes)
+		return -ENOBUFS;
+	depth = (budget - fixed) / ((size_t)p->queues * p->entry_size);
+	p->depth = depth > depth_max ? depth_max : (unsigned)depth;
+	p->bytes = fixed + (size_t)p->queues * p->depth * p->entry_size;
+	return 0;
+}
+
 static struct fr_ent *
 fr_find(uint64_t unique)
 {
@@ -226,9 +314,13 @@ fr_sqe(struct fr_thread *t)
 	return sqe;
 }
 
-/* Queue REGISTER or COMMIT_AND_FETCH for e; owner thread only. */
+/*
+ * Queue REGISTER or COMMIT_AND_FETCH for e; owner thread only. bad makes
+ * a REGISTER the kernel refuses (one iovec instead of two): the fault
+ * point ring_register, so the kernel's own refusal path runs.
+ */
 static void
-fr_prep_cmd(struct fr_ent *e, unsigned op, uint64_t commit_id)
+fr_prep_cmd(struct fr_ent *e, unsigned op, uint64_t commit_id, bool bad)
 {
 	struct fr_thread *t = e->t;
 	struct io_uring_sqe *sqe = fr_sqe(t);
@@ -247,7 +339,7 @@ fr_prep_cmd(struct fr_ent *e, unsigned op, uint64_t commit_id)
 	sqe->cmd_op = op;
 	if (op == FR_CMD_REGISTER) {
 		sqe->addr = (uintptr_t)e->iov;
-		sqe->len = 2;
+		sqe->len = bad ? 1 : 2;
 	}
 	cr = (struct fr_cmd_req *)sqe->cmd;
 	cr->commit_id = commit_id;
@@ -269,7 +361,7 @@ fr_commit(struct fr_ent *e)
 	if (fr_self == t) {
 		uint64_t id = atomic_exchange(&e->unique, 0);
 
-		fr_prep_cmd(e, FR_CMD_COMMIT_AND_FETCH, id);
+		fr_prep_cmd(e, FR_CMD_COMMIT_AND_FETCH, id, false);
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
@@ -325,13 +417,246 @@ fr_reply(struct fr_ent *e, const struct iovec *iov, int count)
 	return (ssize_t)total;
 }
 
+/* Abort the FUSE connection: every request, held or new, fails at once. */
 static void
-fr_init_done(void)
+fr_abort_conn(void)
 {
+	char path[128];
+	int fd;
+
+	atomic_store(&G.aborted, true);
+	if (G.conn == 0) {
+		log_warnx("FUSE over io_uring: the connection number is "
+		    "unknown; unmount with umount -f");
+		return;
+	}
+	snprintf(path, sizeof(path), FUSECTL_DIR "/%u/abort", G.conn);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd == -1 && errno == ENOENT &&
+	    mount("fusectl", FUSECTL_DIR, "fusectl", 0, NULL) == 0)
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd == -1 || write(fd, "1", 1) != 1)
+		log_warn("%s", path);
+	if (fd != -1)
+		close(fd);
+}
+
+/*
+ * Send the kernel back to /dev/fuse: a REGISTER it refuses clears the
+ * connection's io_uring flag and wakes the requests held for the ring
+ * (fuse_uring_cmd). Only while the ring is not ready, which the caller
+ * knows: a queue has no entry. Returns the kernel's answer, -errno.
+ */
+static int
+fr_send_fallback(void)
+{
+	struct __kernel_timespec ts = { .tv_sec = 2 };
+	struct io_uring ring;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct fr_cmd_req *cr;
+	int r;
+
+	r = fault_hit(VC_FAULT_RING_FALLBACK);
+	if (r < 0)
+		return r;
+	r = io_uring_queue_init(2, &ring, IORING_SETUP_SQE128);
+	if (r < 0)
+		return r;
+	sqe = io_uring_get_sqe(&ring);
+	if (sqe == NULL) {		/* cannot happen: the ring is empty */
+		io_uring_queue_exit(&ring);
+		return -EBUSY;
+	}
+	memset(sqe, 0, 2 * sizeof(*sqe));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = G.devfd;
+	sqe->cmd_op = FR_CMD_REGISTER;
+	cr = (struct fr_cmd_req *)sqe->cmd;
+	cr->qid = FR_BAD_QID;
+	r = io_uring_submit(&ring);
+	if (r >= 0)
+		r = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
+	if (r == 0) {
+		r = cqe->res;
+		io_uring_cqe_seen(&ring, cqe);
+		/* Taken (impossible): it would hold an entry we never serve. */
+		if (r >= 0)
+			r = -EPROTO;
+	}
+	io_uring_queue_exit(&ring);
+	return r;
+}
+
+/* How long until ms from now, for pthread_cond_timedwait (CLOCK_REALTIME). */
+static struct timespec
+fr_deadline(unsigned ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+/* Threads in phase ph; under G.lock. */
+static unsigned
+fr_count_phase(enum fr_phase ph)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < G.nthreads; i++)
+		n += G.threads[i].phase == ph;
+	return n;
+}
+
+/*
+ * Wait until every queue has registered or failed; phase ph ends at
+ * deadline. Returns 0, or -ETIMEDOUT; under G.lock.
+ */
+static int
+fr_wait_phase(enum fr_phase ph, const struct timespec *deadline)
+{
+	while (fr_count_phase(ph) > 0 && !G.stopping)
+		if (pthread_cond_timedwait(&G.cond, &G.lock, deadline) ==
+		    ETIMEDOUT)
+			return fr_count_phase(ph) > 0 ? -ETIMEDOUT : 0;
+	return 0;
+}
+
+/*
+ * Why queue q has no entry, for the log; under G.lock. Several threads
+ * may serve one queue: the first one's reason is shown.
+ */
+static void
+fr_queue_why(unsigned q, char *why, size_t len)
+{
+	for (unsigned i = 0; i < G.nthreads; i++) {
+		const struct fr_thread *t = &G.threads[i];
+
+		if (t->qid != q)
+			continue;
+		if (t->phase == FR_PH_WAIT)
+			snprintf(why, len, "queue %u did not register within "
+			    "%u ms", q, VC_FUSE_URING_SETUP_MS);
+		else if (t->phase == FR_PH_SUBMIT)
+			snprintf(why, len, "queue %u did not finish "
+			    "registering", q);
+		else if (t->failed)
+			snprintf(why, len, "queue %u failed before registering "
+			    "(%s)", q, strerror(-t->err));
+		else
+			snprintf(why, len, "the kernel refused every REGISTER "
+			    "of queue %u (%s)", q, strerror(-t->err));
+		return;
+	}
+	snprintf(why, len, "queue %u has no thread", q);
+}
+
+/*
+ * The INIT reply has been written: the queue threads may register. When
+ * it promised the ring, the kernel now holds every new request until each
+ * queue has an entry, so wait here (bounded) for every queue's result and
+ * never leave one unregistered: either all queues have entries, or the
+ * kernel is sent back to /dev/fuse, or the connection is aborted.
+ */
+static void
+fr_settle(bool promised)
+{
+	struct timespec deadline = fr_deadline(VC_FUSE_URING_SETUP_MS);
+	unsigned missing = 0, first = 0, refused = 0, min = UINT32_MAX;
+	bool stuck = false, started;
+	char why[160];
+	int r;
+
 	pthread_mutex_lock(&G.lock);
 	G.init_done = true;
+	G.closed = !promised;
+	started = G.nthreads > 0 && !G.stopping;
 	pthread_cond_broadcast(&G.cond);
+	if (!promised) {
+		pthread_mutex_unlock(&G.lock);
+		/* Without queue threads, main.c has said why already. */
+		if (started)
+			log_info("FUSE requests go through /dev/fuse: the "
+			    "kernel's INIT did not offer FUSE over io_uring");
+		return;
+	}
+	/* Threads that have not started registering by then never will. */
+	if (fr_wait_phase(FR_PH_WAIT, &deadline) < 0)
+		G.closed = true;
+	/* Those registering finish at once (REGISTER does not block). */
+	deadline = fr_deadline(VC_FUSE_URING_SETUP_MS);
+	stuck = fr_wait_phase(FR_PH_SUBMIT, &deadline) < 0;
+	if (G.stopping) {
+		pthread_mutex_unlock(&G.lock);
+		return;
+	}
+	for (unsigned q = 0; q < G.kqueues; q++) {
+		unsigned n = 0;
+
+		for (unsigned i = 0; i < G.nthreads; i++)
+			if (G.threads[i].qid == q &&
+			    G.threads[i].phase == FR_PH_DONE)
+				n += G.threads[i].nreg;
+		if (n == 0 && missing++ == 0)
+			first = q;
+		if (n < min)
+			min = n;
+	}
+	for (unsigned i = 0; i < G.nthreads; i++)
+		refused += G.threads[i].nrefused;
+	if (missing == 0 && !stuck) {
+		pthread_mutex_unlock(&G.lock);
+		/* The last queue's first entry made the ring ready. */
+		log_info("FUSE requests go through io_uring: %u queues, %u "
+		    "threads, %u entries each%s", G.nqueues, G.nthreads,
+		    G.threads[0].nents, refused > 0 ? " (after refused "
+		    "REGISTERs, see above)" : "");
+		if (min < G.threads[0].nents * (G.nthreads / G.kqueues))
+			log_warnx("FUSE over io_uring: a queue serves with %u "
+			    "entries", min);
+		return;
+	}
+	/* From here on, nothing registers: the ring never becomes ready. */
+	G.closed = true;
+	fr_queue_why(first, why, sizeof(why));
 	pthread_mutex_unlock(&G.lock);
+	if (missing > 1)
+		log_warnx("FUSE over io_uring: %u of %u queues have no entry",
+		    missing, G.kqueues);
+	if (stuck) {
+		log_warnx("FUSE over io_uring: %s, so what the kernel holds is "
+		    "unknown; aborting the connection: the mount fails with "
+		    "ENOTCONN", why);
+		fr_abort_conn();
+		return;
+	}
+	r = fr_send_fallback();
+	switch (r) {
+	case -EINVAL:		/* refused in REGISTER: back to /dev/fuse */
+	case -ENOMEM:
+	case -EOPNOTSUPP:	/* the connection's io_uring flag is off */
+		log_warnx("FUSE over io_uring: %s; the kernel is back on "
+		    "/dev/fuse: requests go through /dev/fuse", why);
+		break;
+	case -ENOTCONN:
+	case -ECONNABORTED:
+		log_warnx("FUSE over io_uring: %s, and the connection is gone",
+		    why);
+		break;
+	default:
+		log_warnc(r, "FUSE over io_uring: %s, and the kernel could not "
+		    "be sent back to /dev/fuse; aborting the connection: the "
+		    "mount fails with ENOTCONN", why);
+		fr_abort_conn();
+		break;
+	}
 }
 
 /* libfuse's reads of /dev/fuse: watch for INIT, to register after it. */
@@ -362,7 +687,7 @@ fr_read(int fd, void *buf, size_t len, void *userdata)
  * registered, and keeps taking commits even if enable_uring is turned
  * off while mounted.
  */
-static void
+static bool
 fr_init_reply(struct iovec *iov, int count)
 {
 	struct fuse_init_out *out;
@@ -374,12 +699,13 @@ fr_init_reply(struct iovec *iov, int count)
 	if (!ok || !atomic_load(&G.init_offers_ring) || count < 2 ||
 	    iov[1].iov_len < offsetof(struct fuse_init_out, flags2) +
 	    sizeof(out->flags2))
-		return;
+		return false;
 	out = iov[1].iov_base;
 	if (((struct fuse_out_header *)iov[0].iov_base)->error != 0)
-		return;
+		return false;
 	out->flags |= FUSE_INIT_EXT;
 	out->flags2 |= FR_OVER_IO_URING_FLAGS2;
+	return true;
 }
 
 /* Every reply libfuse sends: into its ring entry, or to /dev/fuse. */
@@ -388,6 +714,7 @@ fr_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	const struct fuse_out_header *oh = iov[0].iov_base;
 	struct fr_ent *e = NULL;
+	bool init, promised = false;
 	ssize_t n;
 
 	(void)userdata;
@@ -395,12 +722,13 @@ fr_writev(int fd, struct iovec *iov, int count, void *userdata)
 		e = fr_find(oh->unique);
 	if (e != NULL)
 		return fr_reply(e, iov, count);
-	if (oh->unique != 0 && oh->unique == atomic_load(&G.init_unique))
-		fr_init_reply(iov, count);
+	init = oh->unique != 0 && oh->unique == atomic_load(&G.init_unique);
+	if (init)
+		promised = fr_init_reply(iov, count);
 	n = writev(fd, iov, count);
 	/* The kernel takes ring registrations once INIT is answered. */
-	if (n >= 0 && oh->unique != 0 && oh->unique == atomic_load(&G.init_unique))
-		fr_init_done();
+	if (n >= 0 && init)
+		fr_settle(promised);
 	return n;
 }
 
@@ -516,36 +844,121 @@ fr_arm_efd(struct fr_thread *t)
 	io_uring_sqe_set_data(sqe, &t->efd);
 }
 
+/*
+ * After a round of REGISTERs: take back the entries the kernel refused
+ * (a refusal completes during the submit; a taken REGISTER completes only
+ * with a request). Returns how many, with the last error in *err. When a
+ * request has come already, the ring is ready and in use: the CQEs are
+ * left to fr_loop, which retires refused entries; *served says so.
+ */
+static unsigned
+fr_take_refused(struct fr_thread *t, int *err, bool *served)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0, n = 0;
+
+	io_uring_for_each_cqe(&t->ring, head, cqe) {
+		void *data = io_uring_cqe_get_data(cqe);
+
+		if (data == &t->efd)
+			continue;
+		if (((uintptr_t)data & 1) || cqe->res >= 0)
+			*served = true;
+		else
+			n++;
+	}
+	if (*served)
+		return n;
+	n = 0;
+	io_uring_for_each_cqe(&t->ring, head, cqe) {
+		void *data = io_uring_cqe_get_data(cqe);
+
+		seen++;
+		if (data == &t->efd) {
+			eventfd_t v;
+
+			eventfd_read(t->efd, &v);
+			if (!(cqe->flags & IORING_CQE_F_MORE))
+				fr_arm_efd(t);
+			continue;
+		}
+		struct fr_ent *e = data;
+
+		e->state = FR_IDLE;
+		t->nkernel--;
+		*err = cqe->res;
+		n++;
+	}
+	io_uring_cq_advance(&t->ring, seen);
+	return n;
+}
+
+/*
+ * Register every entry of t, trying a refused one again a few times, and
+ * report the outcome to fr_settle. The fault point ring_register makes
+ * one REGISTER bad so that the kernel really refuses it, or with EAGAIN
+ * stands for the kernel's "INIT not processed yet" (which comes from an
+ * io_uring worker, after the submit, and cannot happen once INIT is
+ * answered).
+ */
 static void
 fr_register_all(struct fr_thread *t)
 {
-	struct io_uring_cqe *cqe;
-	unsigned head, failed = 0;
+	unsigned refused = 0, nreg = 0;
+	bool served = false, closed = false;
 	int err = 0;
 
 	fr_arm_efd(t);
-	for (unsigned i = 0; i < t->nents; i++)
-		fr_prep_cmd(&t->ents[i], FR_CMD_REGISTER, 0);
-	io_uring_submit(&t->ring);
-	/* A refused registration completes at once; look without reaping
-	 * (fr_loop retires the entries). */
-	io_uring_for_each_cqe(&t->ring, head, cqe) {
-		if (io_uring_cqe_get_data(cqe) != &t->efd && cqe->res < 0) {
-			failed++;
-			err = cqe->res;
+	for (unsigned try = 1; try <= FR_REGISTER_TRIES; try++) {
+		unsigned again = 0;
+
+		if (try > 1) {
+			struct timespec ts = {
+				.tv_nsec = (long)FR_REGISTER_PAUSE_MS * try *
+				    1000000L,
+			};
+
+			nanosleep(&ts, NULL);
+			pthread_mutex_lock(&G.lock);
+			closed = G.closed || G.stopping;
+			pthread_mutex_unlock(&G.lock);
+			if (closed)
+				break;
 		}
+		for (unsigned i = 0; i < t->nents; i++) {
+			struct fr_ent *e = &t->ents[i];
+			int f;
+
+			if (e->state != FR_IDLE)
+				continue;
+			f = fault_hit(VC_FAULT_RING_REGISTER);
+			if (f == -EAGAIN) {
+				err = f;
+				again++;
+				continue;
+			}
+			fr_prep_cmd(e, FR_CMD_REGISTER, 0, f < 0);
+		}
+		io_uring_submit(&t->ring);
+		again += fr_take_refused(t, &err, &served);
+		refused += again;
+		if (again == 0 || served)
+			break;
 	}
-	if (failed > 0) {
-		log_warnc(err, "FUSE over io_uring: queue %u refused %u of its "
-		    "entries; requests keep going through /dev/fuse", t->qid,
-		    failed);
-		return;
-	}
+	for (unsigned i = 0; i < t->nents; i++)
+		nreg += t->ents[i].state == FR_KERNEL;
+	if (served)	/* refusals still in the CQ are not registered */
+		nreg -= fr_take_refused(t, &err, &served);
+	if (refused > 0)
+		log_warnc(err, "FUSE queue %u: the kernel refused %u REGISTER(s), "
+		    "up to %u an entry; %u of %u entries registered",
+		    t->qid, refused, FR_REGISTER_TRIES, nreg, t->nents);
 	pthread_mutex_lock(&G.lock);
-	if (++G.registered == G.nthreads) {
-		log_info("FUSE requests go through io_uring: %u queues, %u "
-		    "threads, %u entries each", G.nqueues, G.nthreads, t->nents);
-	}
+	t->nreg = nreg;
+	t->nrefused = refused;
+	t->err = err;
+	t->phase = FR_PH_DONE;
+	pthread_cond_broadcast(&G.cond);
 	pthread_mutex_unlock(&G.lock);
 }
 
@@ -565,7 +978,7 @@ fr_loop(struct fr_thread *t)
 		for (e = replied; e != NULL; e = e->next) {
 			uint64_t id = atomic_exchange(&e->unique, 0);
 
-			fr_prep_cmd(e, FR_CMD_COMMIT_AND_FETCH, id);
+			fr_prep_cmd(e, FR_CMD_COMMIT_AND_FETCH, id, false);
 		}
 
 		pthread_mutex_lock(&G.lock);
@@ -641,6 +1054,9 @@ fr_setup_ring(struct fr_thread *t)
 	unsigned n = t->nents * 2 + 4;
 	int r;
 
+	r = fault_hit(VC_FAULT_RING_SETUP);
+	if (r < 0)
+		return r;
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER |
 	    IORING_SETUP_DEFER_TASKRUN;
@@ -675,6 +1091,22 @@ fr_thread_main(void *arg)
 	pthread_mutex_unlock(&G.lock);
 	if (r < 0)
 		goto out;
+	/* A thread that fails here never registers: fr_settle sees it. */
+	r = fault_hit(VC_FAULT_RING_THREAD);
+	pthread_mutex_lock(&G.lock);
+	if (r == 0 && (G.closed || G.stopping))
+		r = -ECANCELED;		/* too late, or no ring promised */
+	t->err = r;
+	t->failed = r < 0;
+	t->phase = r < 0 ? FR_PH_DONE : FR_PH_SUBMIT;
+	pthread_cond_broadcast(&G.cond);
+	pthread_mutex_unlock(&G.lock);
+	if (r < 0) {
+		if (r != -ECANCELED)
+			log_warnc(r, "FUSE queue %u: failed before registering",
+			    t->qid);
+		goto out;
+	}
 	t->local.ring = &t->ring;
 	t->local.tag = 1;
 	uring_local_set(&t->local);
@@ -696,7 +1128,8 @@ fr_free(void)
 
 		for (unsigned j = 0; j < t->nents; j++)
 			if (t->ents[j].mem != NULL)
-				munmap(t->ents[j].mem, FR_PREFIX + G.payload_sz);
+				munmap(t->ents[j].mem - G.page,
+				    FR_PREFIX + G.payload_sz + 2 * G.page);
 		free(t->ents);
 		if (t->efd != -1)
 			close(t->efd);
@@ -722,7 +1155,7 @@ fr_alloc(unsigned nthreads, unsigned depth)
 	for (unsigned i = 0; i < nthreads; i++) {
 		struct fr_thread *t = &G.threads[i];
 
-		t->qid = i % G.nqueues;
+		t->qid = i % G.kqueues;
 		t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		pthread_mutex_init(&t->lock, NULL);
 		t->ents = calloc(depth, sizeof(*t->ents));
@@ -732,14 +1165,21 @@ fr_alloc(unsigned nthreads, unsigned depth)
 		for (unsigned j = 0; j < depth; j++) {
 			struct fr_ent *e = &t->ents[j];
 
-			/* Touched only as far as requests fill it. */
-			e->mem = mmap(NULL, FR_PREFIX + G.payload_sz,
-			    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			/*
+			 * Touched only as far as requests fill it. Guard pages
+			 * on both sides: a stray write faults, and each entry
+			 * is a mapping of its own in /proc/PID/maps.
+			 */
+			char *m = mmap(NULL, FR_PREFIX + G.payload_sz +
+			    2 * G.page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0);
-			if (e->mem == MAP_FAILED) {
-				e->mem = NULL;
+
+			if (m == MAP_FAILED)
 				return -errno;
-			}
+			e->mem = m + G.page;
+			if (mprotect(e->mem, FR_PREFIX + G.payload_sz,
+			    PROT_READ | PROT_WRITE) == -1)
+				return -errno;
 			e->t = t;
 			e->hdr = (struct fr_req_header *)e->mem;
 			e->payload = e->mem + FR_PREFIX;
@@ -752,29 +1192,22 @@ fr_alloc(unsigned nthreads, unsigned depth)
 }
 
 int
-fuse_uring_start(unsigned depth)
+fuse_uring_start(const struct vc_fuse_uring_plan *p, unsigned conn)
 {
-	unsigned nthreads;
 	long page = sysconf(_SC_PAGESIZE);
 	int r = 0;
 
-	if (G.se == NULL)
+	if (G.se == NULL || p->queues == 0 || p->depth == 0)
 		return -EINVAL;
-	G.nqueues = fr_possible_cpus();
-	if (G.nqueues == 0)
+	G.kqueues = fr_possible_cpus();
+	if (G.kqueues == 0 || p->queues < G.kqueues)
 		return -ENODEV;
-	nthreads = G.nqueues;		/* one thread a queue: see fuse_uring.h */
-	/* Each entry holds a 1 MiB payload: on many CPUs, fewer per queue. */
-	if (depth * nthreads > VC_FUSE_URING_ENTRIES_MAX)
-		depth = VC_FUSE_URING_ENTRIES_MAX / nthreads;
-	if (depth < VC_FUSE_URING_DEPTH_MIN)
-		depth = VC_FUSE_URING_DEPTH_MIN;
-	/* The kernel wants room for its largest request or reply. */
-	G.payload_sz = VC_IO_MAX;
-	if (page > 0)
-		G.payload_sz = (G.payload_sz + (size_t)page - 1) &
-		    ~((size_t)page - 1);
-	r = fr_alloc(nthreads, depth);
+	G.nqueues = p->queues;
+	G.conn = conn;
+	G.page = page > 0 ? (size_t)page : 4096;
+	G.payload_sz = fr_payload_size();
+	/* One thread a queue: see fuse_uring.h. */
+	r = fr_alloc(p->queues, p->depth);
 	for (unsigned i = 0; r == 0 && i < G.nthreads; i++) {
 		r = -pthread_create(&G.threads[i].tid, NULL, fr_thread_main,
 		    &G.threads[i]);
@@ -825,4 +1258,10 @@ void
 fuse_uring_free(void)
 {
 	fr_free();
+}
+
+bool
+fuse_uring_aborted(void)
+{
+	return atomic_load(&G.aborted);
 }

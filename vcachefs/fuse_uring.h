@@ -20,6 +20,7 @@
 #define VC_FUSE_URING_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "fs.h"
 
@@ -29,14 +30,16 @@ enum vc_fuse_uring_mode {
 	VC_FUSE_URING_OFF,
 };
 
-/* Entries per queue thread. One thread per CPU queue, never waiting for
- * the disk, measured best (make bench, 2 CPUs): more threads with fewer
- * entries each spread the requests of one CPU over sleeping threads. */
+/* Entries per queue thread, at most. One thread per CPU queue, never
+ * waiting for the disk, measured best (make bench, 2 CPUs): more threads
+ * with fewer entries each spread the requests of one CPU over sleeping
+ * threads. Fewer when --buffer-memory leaves no room for them. */
 #define VC_FUSE_URING_DEPTH	32
-/* At most this many entries in all (1 MiB of payload each, touched only
- * as far as requests fill them), but never fewer than DEPTH_MIN a thread. */
-#define VC_FUSE_URING_ENTRIES_MAX	128
-#define VC_FUSE_URING_DEPTH_MIN		8
+/* Below this many entries a queue, log that --buffer-memory limits them. */
+#define VC_FUSE_URING_DEPTH_LOW	8
+/* After INIT, how long every queue has to register before the daemon
+ * gives up on the ring and sends the kernel back to /dev/fuse. */
+#define VC_FUSE_URING_SETUP_MS	5000
 
 #define VC_FUSE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
 
@@ -55,12 +58,37 @@ int fuse_uring_available(char *why, size_t whylen);
  */
 int fuse_uring_attach(struct fuse_session *se);
 
+/* What the ring will reserve: decided before mounting. */
+struct vc_fuse_uring_plan {
+	unsigned queues;	/* one per possible CPU, each with a thread */
+	unsigned depth;		/* entries per queue */
+	size_t entry_size;	/* bytes of one entry (header room + payload) */
+	size_t min_bytes;	/* one entry and one bounce buffer a queue */
+	size_t bytes;		/* entries plus the queue threads' bounce buffers */
+};
+
 /*
- * Start the queue threads (one per CPU queue, each with depth entries).
- * They register with the kernel once it has answered INIT. Returns 0 or
- * -errno.
+ * Fit the ring into budget bytes (what --buffer-memory leaves after the
+ * other threads' bounce buffers): up to depth_max entries a queue, and a
+ * bounce buffer (VC_IO_BUF_SIZE) for each queue thread. Returns 0,
+ * -ENOBUFS when not even one entry a queue fits (p->min_bytes says what
+ * would), or -ENODEV when the number of CPUs is unknown.
  */
-int fuse_uring_start(unsigned depth);
+int fuse_uring_plan(size_t budget, unsigned depth_max,
+    struct vc_fuse_uring_plan *p);
+
+/*
+ * Start the queue threads as planned. They register with the kernel once
+ * it has answered INIT; the thread that sent the INIT reply then waits
+ * (VC_FUSE_URING_SETUP_MS at most) until every queue has registered, and
+ * otherwise sends the kernel back to /dev/fuse, or aborts the connection
+ * (conn: its number in /sys/fs/fuse/connections, 0 if unknown) when even
+ * that fails. Returns 0 or -errno.
+ */
+int fuse_uring_start(const struct vc_fuse_uring_plan *p, unsigned conn);
+
+/* True once set-up failed so that the connection had to be aborted. */
+bool fuse_uring_aborted(void);
 
 /*
  * After the session loop ended: wait until every request a queue thread

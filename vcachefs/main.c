@@ -17,6 +17,7 @@
 #include "fault.h"
 #include "fs.h"
 #include "fuse_uring.h"
+#include "io.h"
 #include "log.h"
 #include "mounts.h"
 #include "preflight.h"
@@ -30,12 +31,17 @@
 #define VC_THREADS_DEFAULT	16
 #define VC_THREADS_MAX		256
 #define VC_TIMEOUT_DEFAULT	1.0
+/* --buffer-memory: MiB for FUSE ring entries and I/O bounce buffers. */
+#define VC_BUFMEM_DEFAULT	320
+#define VC_BUFMEM_MAX		(1u << 20)
+#define VC_MIB			(1024.0 * 1024.0)
 
 struct vc_opts {
 	const char *config;
 	bool config_named;	/* -c given: a missing file is an error */
 	bool foreground, debug, force, check_config;
 	unsigned threads;
+	unsigned buffer_mib;	/* --buffer-memory */
 	enum vc_fuse_uring_mode fuse_uring;
 	const char *log_file;
 	char mount_opts[1024];	/* -o options, joined with commas */
@@ -43,7 +49,7 @@ struct vc_opts {
 };
 
 enum { OPT_THREADS = 256, OPT_LOG_FILE, OPT_FORCE, OPT_CHECK_CONFIG,
-    OPT_FUSE_URING };
+    OPT_FUSE_URING, OPT_BUFFER_MEMORY };
 
 static const struct option vc_longopts[] = {
 	{ "config",	  required_argument, NULL, 'c' },
@@ -51,6 +57,7 @@ static const struct option vc_longopts[] = {
 	{ "debug",	  no_argument,	     NULL, 'd' },
 	{ "threads",	  required_argument, NULL, OPT_THREADS },
 	{ "fuse-uring",	  required_argument, NULL, OPT_FUSE_URING },
+	{ "buffer-memory", required_argument, NULL, OPT_BUFFER_MEMORY },
 	{ "log-file",	  required_argument, NULL, OPT_LOG_FILE },
 	{ "force",	  no_argument,	     NULL, OPT_FORCE },
 	{ "check-config", no_argument,	     NULL, OPT_CHECK_CONFIG },
@@ -81,6 +88,9 @@ vc_usage(FILE *out)
 "                      take FUSE requests through io_uring (Linux 6.14+,\n"
 "                      fuse module parameter enable_uring=Y); auto uses it\n"
 "                      when the kernel offers it (default auto)\n"
+"      --buffer-memory MiB\n"
+"                      at most this much for FUSE ring entries and I/O\n"
+"                      bounce buffers (default %d)\n"
 "      --log-file FILE as a daemon, log to FILE instead of syslog\n"
 "      --force         lazily unmount a stale mount first, and mount even\n"
 "                      if processes hold files of the directory open\n"
@@ -92,7 +102,8 @@ vc_usage(FILE *out)
 "SIGTERM or SIGINT unmounts when no image is open; with images open it is\n"
 "refused, and a second signal within %d s forces a lazy unmount.\n"
 "See vcachefs(8) and vcachefs.conf(5).\n",
-	    VC_CONFIG_DEFAULT_PATH, VC_THREADS_DEFAULT, VC_STOP_FORCE_WINDOW);
+	    VC_CONFIG_DEFAULT_PATH, VC_THREADS_DEFAULT, VC_BUFMEM_DEFAULT,
+	    VC_STOP_FORCE_WINDOW);
 }
 
 static int
@@ -119,6 +130,7 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->config = VC_CONFIG_DEFAULT_PATH;
 	o->threads = VC_THREADS_DEFAULT;
+	o->buffer_mib = VC_BUFMEM_DEFAULT;
 	opterr = 0;
 	/* GNU getopt permutes, so "SRC MNT -o opts" (mount.fuse3) works too. */
 	while ((c = getopt_long(argc, argv, ":c:fdo:Vh", vc_longopts, NULL)) != -1) {
@@ -154,6 +166,17 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 				    "off", optarg);
 				return -1;
 			}
+			break;
+		case OPT_BUFFER_MEMORY:
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || n < 1 ||
+			    n > (long)VC_BUFMEM_MAX) {
+				log_warnx("--buffer-memory: '%s' is not a number "
+				    "of MiB from 1 to %u", optarg, VC_BUFMEM_MAX);
+				return -1;
+			}
+			o->buffer_mib = (unsigned)n;
 			break;
 		case OPT_LOG_FILE:
 			o->log_file = optarg;
@@ -300,6 +323,80 @@ vc_block_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+static size_t
+vc_mib_up(size_t bytes)
+{
+	return (bytes + (1u << 20) - 1) >> 20;
+}
+
+/* The FUSE workers' bounce buffers alone must fit in --buffer-memory. */
+static int
+vc_check_buffers(const struct vc_opts *o)
+{
+	size_t need = (size_t)o->threads * VC_IO_BUF_SIZE;
+
+	if (need <= (size_t)o->buffer_mib << 20)
+		return 0;
+	log_warnx("--threads %u needs %.1f MiB of I/O bounce buffers (%u KiB "
+	    "a thread), more than --buffer-memory %u: raise it to %zu or "
+	    "lower --threads", o->threads, need / VC_MIB, VC_IO_BUF_SIZE >> 10,
+	    o->buffer_mib, vc_mib_up(need));
+	return -1;
+}
+
+/*
+ * Fit the FUSE ring in what --buffer-memory leaves after the bounce
+ * buffers of the FUSE workers and of the pool workers (--threads each).
+ * Returns 0, or -errno with the reason in why.
+ */
+static int
+vc_plan_ring(const struct vc_opts *o, struct vc_fuse_uring_plan *p,
+    char *why, size_t len)
+{
+	size_t cap = (size_t)o->buffer_mib << 20;
+	size_t others = 2 * (size_t)o->threads * VC_IO_BUF_SIZE;
+	int r;
+
+	r = fuse_uring_plan(cap > others ? cap - others : 0,
+	    VC_FUSE_URING_DEPTH, p);
+	if (r == -ENOBUFS)
+		snprintf(why, len, "the ring needs --buffer-memory %zu or more "
+		    "(%u CPU queues, --threads %u), not %u",
+		    vc_mib_up(others + p->min_bytes), p->queues, o->threads,
+		    o->buffer_mib);
+	else if (r < 0)
+		snprintf(why, len, "cannot count the CPUs (%s)", strerror(-r));
+	return r;
+}
+
+/* Say once what the buffers may take; p is NULL without the ring. */
+static void
+vc_log_memory(const struct vc_opts *o, const struct vc_fuse_uring_plan *p)
+{
+	unsigned nbuf = o->threads + (p != NULL ? o->threads + p->queues : 0);
+	size_t bounce = (size_t)nbuf * VC_IO_BUF_SIZE, ring = 0;
+
+	if (p == NULL) {
+		log_info("buffer memory: bounce buffers %u x %u KiB = %.1f MiB "
+		    "(%u FUSE workers); %.1f of %u MiB (--buffer-memory)", nbuf,
+		    VC_IO_BUF_SIZE >> 10, bounce / VC_MIB, o->threads,
+		    bounce / VC_MIB, o->buffer_mib);
+		return;
+	}
+	ring = (size_t)p->queues * p->depth * p->entry_size;
+	log_info("buffer memory: FUSE ring %u queues x %u entries x %zu KiB = "
+	    "%.1f MiB, bounce buffers %u x %u KiB = %.1f MiB (%u FUSE workers, "
+	    "%u pool workers, %u queue threads); %.1f of %u MiB "
+	    "(--buffer-memory)", p->queues, p->depth, p->entry_size >> 10,
+	    ring / VC_MIB, nbuf, VC_IO_BUF_SIZE >> 10, bounce / VC_MIB,
+	    o->threads, o->threads, p->queues, (ring + bounce) / VC_MIB,
+	    o->buffer_mib);
+	if (p->depth < VC_FUSE_URING_DEPTH_LOW)
+		log_warnx("FUSE ring: only %u entries a queue fit in "
+		    "--buffer-memory %u; more would serve deep client queues "
+		    "better", p->depth, o->buffer_mib);
+}
+
 /* Undo the FUSE ring's start when serving never begins. */
 static void
 vc_ring_abort(struct vc_fs *fs)
@@ -312,7 +409,8 @@ vc_ring_abort(struct vc_fs *fs)
 }
 
 static int
-vc_serve(struct vc_fs *fs, const struct vc_opts *o)
+vc_serve(struct vc_fs *fs, const struct vc_opts *o,
+    const struct vc_fuse_uring_plan *plan)
 {
 	struct fuse_loop_config *lc;
 	struct vc_mountent ent;
@@ -343,7 +441,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 		/* The queue threads never wait for the disk: the pool does. */
 		r = workpool_start(o->threads);
 		if (r == 0) {
-			r = fuse_uring_start(VC_FUSE_URING_DEPTH);
+			r = fuse_uring_start(plan, conn);
 			if (r < 0)
 				workpool_stop();
 		}
@@ -368,6 +466,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 	if (!fs->fuse_uring && o->fuse_uring == VC_FUSE_URING_AUTO)
 		log_info("FUSE requests go through /dev/fuse: %s",
 		    fs->fuse_uring_why);
+	vc_log_memory(o, fs->fuse_uring ? plan : NULL);
 	lc = fuse_loop_cfg_create();
 	if (lc == NULL) {
 		stop_finish();
@@ -401,6 +500,11 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o)
 		log_warnc(r, "session loop");
 		return -1;
 	}
+	if (fs->fuse_uring && fuse_uring_aborted()) {
+		log_warnx("stopped: FUSE over io_uring set-up failed and the "
+		    "connection was aborted");
+		return -1;
+	}
 	log_info("stopped%s", stop_forced() ? " (forced)" : "");
 	return 0;
 }
@@ -410,6 +514,7 @@ main(int argc, char **argv)
 {
 	char source[PATH_MAX], mnt[PATH_MAX];
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct vc_fuse_uring_plan plan = { 0 };
 	struct vc_fs fs;
 	struct vc_opts o;
 	int rootfd, r, status = 1;
@@ -443,6 +548,8 @@ main(int argc, char **argv)
 		return status;
 	}
 
+	if (vc_check_buffers(&o) < 0)
+		goto out_cfg;
 	if (preflight_mountpoint(o.mountpoint, o.force, mnt) < 0)
 		goto out_cfg;
 	if (o.source != NULL) {
@@ -460,6 +567,9 @@ main(int argc, char **argv)
 	if (o.fuse_uring != VC_FUSE_URING_OFF) {
 		fs.fuse_uring = fuse_uring_available(fs.fuse_uring_why,
 		    sizeof(fs.fuse_uring_why)) == 1;
+		if (fs.fuse_uring && vc_plan_ring(&o, &plan,
+		    fs.fuse_uring_why, sizeof(fs.fuse_uring_why)) < 0)
+			fs.fuse_uring = false;
 		if (!fs.fuse_uring && o.fuse_uring == VC_FUSE_URING_ON) {
 			log_warnx("--fuse-uring on: %s", fs.fuse_uring_why);
 			goto out_cfg;
@@ -513,7 +623,7 @@ main(int argc, char **argv)
 		}
 	}
 	vc_protect_self();
-	if (vc_serve(&fs, &o) == 0)
+	if (vc_serve(&fs, &o, &plan) == 0)
 		status = 0;
 out_unmount:
 	fuse_session_unmount(fs.se);
