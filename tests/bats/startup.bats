@@ -125,6 +125,32 @@ have_sys_resource() {
 	vc_umount
 }
 
+@test "SIGTERM during start-up: handled once serving (nothing open: unmounts, exit 0)" {
+	mkfifo "$VC_TMP/conf"
+	# shellcheck disable=SC2086
+	"$VCACHEFS" -f ${VC_EXTRA_OPTS:-} -c "$VC_TMP/conf" "$VC_SRC" "$VC_MNT" \
+	    >>"$VC_LOG" 2>&1 &
+	VC_PID=$!
+	VC_PIDS+=("$VC_PID")
+	VC_MOUNTS+=("$VC_MNT")
+	local i
+	for i in $(seq 1 200); do
+		[ "$(cat "/proc/$VC_PID/wchan" 2>/dev/null)" = wait_for_partner ] && break
+		sleep 0.05
+	done
+	assert_equal "$(cat "/proc/$VC_PID/wchan")" wait_for_partner
+	kill -TERM "$VC_PID"
+	echo '[global]' >"$VC_TMP/conf" &
+	HOLDERS+=($!)
+	local rc=0
+	vc_wait_exit "$VC_PID" || rc=$?
+	cat "$VC_LOG"
+	assert_equal "$rc" 0
+	grep -q "serving $VC_SRC at $VC_MNT" "$VC_LOG"
+	grep -q 'Terminated: no image open, unmounting' "$VC_LOG"
+	assert_not_mounted "$VC_MNT"
+}
+
 # --- working and root directories inside an in-place mount ---------------
 
 @test "in place: a process whose cwd is in the directory makes start refuse, naming pid and cwd; --force mounts and warns" {
