@@ -253,10 +253,10 @@ vc_protect_self(void)
 
 /*
  * Once set-up is done, CAP_SYS_RESOURCE only lets the guests' writes
- * ignore quotas and ext4's reserved blocks: drop it for good. Nothing the
- * daemon does later needs it (libfuse's splice pipes, which it is not
- * offered for, would just stay at their size). Capabilities are per
- * thread: this runs before any thread is created.
+ * ignore quotas and reserved blocks: drop it for good. Nothing later
+ * needs it (no write_buf op, so libfuse never grows splice pipes; the
+ * descriptor limit is already raised). Capabilities are per thread: this
+ * runs before any thread is created, and they all inherit the result.
  */
 static void
 vc_drop_sys_resource(void)
