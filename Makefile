@@ -21,7 +21,9 @@ WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DVC_VERSION='"$(VERSION)"' \
 	-Ilib $(PKG_CFLAGS) $(CFLAGS)
-LDLIBS    := $(PKG_LIBS) -lpthread
+# libgcc_s loaded at start: glibc dlopens it at the first pthread_cancel
+# (libfuse's loop ends that way), which fails once descriptors run out.
+LDLIBS    := $(PKG_LIBS) -lpthread -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
 
 # The sanitized build the tests run also carries the fault-injection hook (lib/fault.h).
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \

@@ -1,5 +1,5 @@
 /*
- * mounts.c - /proc/self/mountinfo and /proc/PID/fd scans (see mounts.h).
+ * mounts.c - /proc/self/mountinfo and /proc/PID/{fd,cwd,root} scans (see mounts.h).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -74,9 +74,30 @@ mounts_under(const char *target, const char *dir, size_t dlen)
 	    (dlen == 1 && dir[0] == '/');
 }
 
+/* Report link (a /proc/PID/... symlink) to fn if it points at or below dir. */
+static int
+mounts_check_link(const char *link, const char *dir, size_t dlen, pid_t pid,
+    const char *comm, const char *what,
+    void (*fn)(pid_t, const char *, const char *, const char *, void *),
+    void *arg)
+{
+	char target[PATH_MAX];
+	ssize_t n = readlink(link, target, sizeof(target) - 1);
+
+	if (n <= 0)
+		return 0;
+	target[n] = '\0';
+	if (target[0] != '/' || !mounts_under(target, dir, dlen))
+		return 0;
+	if (fn != NULL)
+		fn(pid, comm, what, target, arg);
+	return 1;
+}
+
 int
 mounts_holders(const char *dir,
-    void (*fn)(pid_t pid, const char *comm, const char *path, void *arg),
+    void (*fn)(pid_t pid, const char *comm, const char *what,
+	const char *path, void *arg),
     void *arg)
 {
 	DIR *proc = opendir("/proc");
@@ -88,7 +109,7 @@ mounts_holders(const char *dir,
 	if (proc == NULL)
 		return -errno;
 	while ((pe = readdir(proc)) != NULL) {
-		char fddir[64], comm[64] = "?", link[PATH_MAX + 80], target[PATH_MAX];
+		char fddir[64], comm[64] = "?", link[PATH_MAX + 80], what[32];
 		pid_t pid = (pid_t)strtol(pe->d_name, NULL, 10);
 		struct dirent *fe;
 		DIR *fds;
@@ -106,21 +127,23 @@ mounts_holders(const char *dir,
 				comm[strcspn(comm, "\n")] = '\0';
 			fclose(cf);
 		}
+		/*
+		 * A working or root directory inside dir bypasses the mount
+		 * just as an open file does: its lookups start below it.
+		 */
+		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+		count += mounts_check_link(link, dir, dlen, pid, comm, "cwd",
+		    fn, arg);
+		snprintf(link, sizeof(link), "/proc/%d/root", (int)pid);
+		count += mounts_check_link(link, dir, dlen, pid, comm, "root",
+		    fn, arg);
 		while ((fe = readdir(fds)) != NULL) {
-			ssize_t n;
-
 			if (fe->d_name[0] == '.')
 				continue;
 			snprintf(link, sizeof(link), "%s/%s", fddir, fe->d_name);
-			n = readlink(link, target, sizeof(target) - 1);
-			if (n <= 0)
-				continue;
-			target[n] = '\0';
-			if (target[0] != '/' || !mounts_under(target, dir, dlen))
-				continue;
-			count++;
-			if (fn != NULL)
-				fn(pid, comm, target, arg);
+			snprintf(what, sizeof(what), "fd %.20s", fe->d_name);
+			count += mounts_check_link(link, dir, dlen, pid, comm,
+			    what, fn, arg);
 		}
 		closedir(fds);
 	}

@@ -22,11 +22,13 @@ struct vc_mountent {
 int mounts_find(const char *path, struct vc_mountent *ent);
 
 /*
- * Call fn for each open descriptor of another process that refers to
- * dir or to anything below it. Returns the number of such descriptors.
+ * Call fn for each open descriptor, working directory or root directory of
+ * another process that refers to dir or to anything below it; what says
+ * which ("fd N", "cwd", "root"). Returns the number of such references.
  */
 int mounts_holders(const char *dir,
-    void (*fn)(pid_t pid, const char *comm, const char *path, void *arg),
+    void (*fn)(pid_t pid, const char *comm, const char *what,
+	const char *path, void *arg),
     void *arg);
 
 /* Make path absolute without resolving anything (no stat). */

@@ -1,16 +1,20 @@
 /*
  * main.c - vcachefs: command line, start-up checks, mount and serve.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "checkconf.h"
@@ -270,6 +274,131 @@ vc_protect_self(void)
 		log_warn("cannot mark the daemon PR_SET_IO_FLUSHER (needs CAP_SYS_RESOURCE)");
 }
 
+/*
+ * Once set-up is done, CAP_SYS_RESOURCE only lets the guests' writes
+ * ignore quotas and reserved blocks: drop it for good. Nothing later
+ * needs it (no write_buf op, so libfuse never grows splice pipes; the
+ * descriptor limit is already raised). Capabilities are per thread: this
+ * runs before any thread is created, and they all inherit the result.
+ */
+static void
+vc_drop_sys_resource(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0,
+	};
+	struct __user_cap_data_struct cap[_LINUX_CAPABILITY_U32S_3];
+	unsigned i = CAP_TO_INDEX(CAP_SYS_RESOURCE);
+	__u32 bit = CAP_TO_MASK(CAP_SYS_RESOURCE);
+
+	if (syscall(SYS_capget, &hdr, cap) == -1) {
+		log_warn("capget: cannot drop CAP_SYS_RESOURCE");
+		return;
+	}
+	if ((cap[i].effective | cap[i].permitted | cap[i].inheritable) & bit) {
+		cap[i].effective &= ~bit;
+		cap[i].permitted &= ~bit;
+		cap[i].inheritable &= ~bit;
+		if (syscall(SYS_capset, &hdr, cap) == -1) {
+			log_warn("capset: cannot drop CAP_SYS_RESOURCE");
+			return;
+		}
+		log_debug("CAP_SYS_RESOURCE dropped: quotas and reserved "
+		    "blocks apply to the daemon's writes");
+	} else {
+		log_debug("no CAP_SYS_RESOURCE to drop");
+	}
+	/* So that no exec regains it; needs CAP_SETPCAP (non-root lacks it). */
+	if (prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0) == -1)
+		log_debug("CAP_SYS_RESOURCE stays in the bounding set: %s",
+		    strerror(errno));
+}
+
+/*
+ * Descriptors 0-2 must be open before the daemon opens anything, or its
+ * first descriptor would take the place of a missing stderr (and logs
+ * would be written into it, or fuse_daemonize() would put /dev/null over
+ * it).
+ */
+static int
+vc_open_stdio(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		int nfd;
+
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		/* The lowest free number: fd itself, since 0..fd-1 are open. */
+		nfd = open("/dev/null", O_RDWR);
+		if (nfd != fd) {
+			if (nfd != -1)
+				close(nfd);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A detached daemon keeps no descriptor of whoever started it (a shell's
+ * fd 7, make's jobserver pipe): they would stay open for its whole life.
+ * Runs before the daemon opens anything of its own.
+ */
+static void
+vc_close_inherited(void)
+{
+	struct dirent *de;
+	DIR *d;
+
+#ifdef SYS_close_range
+	if (fault_hit(VC_FAULT_CLOSE_RANGE) == 0 &&
+	    syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+#endif
+	/* Before Linux 5.9, or where a seccomp filter refuses close_range. */
+	d = opendir("/proc/self/fd");
+	if (d == NULL) {
+		log_warn("cannot close inherited descriptors: /proc/self/fd");
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		int fd = atoi(de->d_name);
+
+		if (fd >= 3 && fd != dirfd(d))
+			close(fd);
+	}
+	closedir(d);
+	log_debug("closed inherited descriptors through /proc/self/fd");
+}
+
+/*
+ * Every looked-up inode holds a descriptor: take the whole hard limit
+ * (systemd and shells often set a soft limit of 1024).
+ */
+static void
+vc_raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t old;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit RLIMIT_NOFILE");
+		return;
+	}
+	if (rl.rlim_cur >= rl.rlim_max)
+		return;
+	old = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("setrlimit RLIMIT_NOFILE to %llu",
+		    (unsigned long long)rl.rlim_max);
+		return;
+	}
+	log_debug("RLIMIT_NOFILE: soft limit raised from %llu to the hard "
+	    "limit %llu", (unsigned long long)old,
+	    (unsigned long long)rl.rlim_max);
+}
+
 /* Build the FUSE mount options. fsname shows SOURCE in /proc/mounts. */
 static int
 vc_fuse_args(const struct vc_opts *o, const char *source,
@@ -313,6 +442,12 @@ vc_daemon_logging(const struct vc_opts *o)
 	return 0;
 }
 
+/*
+ * The signal thread takes these with sigwait(): blocked from the first
+ * instruction of main(), so that one arriving during start-up (a SIGHUP
+ * would kill) stays pending until the thread runs. Threads and children
+ * inherit the mask.
+ */
 static void
 vc_block_signals(void)
 {
@@ -427,7 +562,6 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 			return -1;
 		}
 	}
-	vc_block_signals();
 	/* After fork: the ring and its thread belong to the daemon process. */
 	r = uring_init(&fs->uring);
 	if (r == 0) {
@@ -519,6 +653,9 @@ main(int argc, char **argv)
 	struct vc_opts o;
 	int rootfd, r, status = 1;
 
+	vc_block_signals();
+	if (vc_open_stdio() < 0)
+		return 1;
 	log_init("vcachefs", false);
 	r = vc_parse_args(argc, argv, &o);
 	if (r != 0)
@@ -532,6 +669,10 @@ main(int argc, char **argv)
 		log_warnx("VCACHEFS_FAULT ignored: this build has no fault "
 		    "injection (the tests' ASan build has)");
 #endif
+	/* Not in the foreground: a service manager may pass descriptors. */
+	if (!o.foreground && !o.check_config)
+		vc_close_inherited();
+	vc_raise_nofile();
 
 	memset(&fs, 0, sizeof(fs));
 	r = cfg_load(o.config, o.config_named, &fs.cfg);
@@ -623,6 +764,7 @@ main(int argc, char **argv)
 		}
 	}
 	vc_protect_self();
+	vc_drop_sys_resource();
 	if (vc_serve(&fs, &o, &plan) == 0)
 		status = 0;
 out_unmount:

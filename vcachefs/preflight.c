@@ -133,15 +133,16 @@ struct preflight_holders {
 };
 
 static void
-preflight_holder(pid_t pid, const char *comm, const char *path, void *arg)
+preflight_holder(pid_t pid, const char *comm, const char *what,
+    const char *path, void *arg)
 {
 	struct preflight_holders *h = arg;
 	size_t len = strlen(h->list);
 
 	if (h->shown++ >= 4)
 		return;
-	snprintf(h->list + len, sizeof(h->list) - len, "%spid %d (%s) %s",
-	    len ? ", " : "", (int)pid, comm, path);
+	snprintf(h->list + len, sizeof(h->list) - len, "%spid %d (%s) %s %s",
+	    len ? ", " : "", (int)pid, comm, what, path);
 }
 
 int
@@ -153,13 +154,14 @@ preflight_holders(const char *dir, bool force)
 	if (n <= 0)
 		return 0;
 	if (force) {
-		log_warnx("%s: %d open file(s) will bypass the mount (--force): %s",
-		    dir, n, h.list);
+		log_warnx("%s: %d open file(s), working or root director(ies) "
+		    "of other processes will bypass the mount (--force): %s%s",
+		    dir, n, h.list, h.shown > 4 ? ", ..." : "");
 		return 0;
 	}
-	log_warnx("%s: %d file(s) held open by other processes would bypass "
-	    "the mount: %s%s; stop them or use --force", dir, n, h.list,
-	    h.shown > 4 ? ", ..." : "");
+	log_warnx("%s: %d open file(s), working or root director(ies) of "
+	    "other processes would bypass the mount: %s%s; stop them or use "
+	    "--force", dir, n, h.list, h.shown > 4 ? ", ..." : "");
 	return -1;
 }
 

@@ -17,7 +17,10 @@ int preflight_mountpoint(const char *arg, bool force, char *real);
 /* SOURCE must be an existing directory. Fills real. 0 or -1. */
 int preflight_source(const char *arg, char *real);
 
-/* Other processes holding files below dir open would bypass the mount. */
+/*
+ * Other processes holding files below dir open, or with their working or
+ * root directory there, would bypass the mount: refuse (0 with force).
+ */
 int preflight_holders(const char *dir, bool force);
 
 /* /dev/fuse opens, and allow_other is permitted when asked for. */

@@ -20,6 +20,7 @@ static pthread_t stop_thread;
 static struct vc_fs *stop_fs;
 static unsigned stop_conn;
 static bool stop_running;
+static int stop_abort_fd = -1;	/* the connection's abort file, or -1 */
 static volatile sig_atomic_t stop_was_forced;
 /* Set before stop_finish() wakes the thread: any other SIGUSR1 is ignored. */
 static volatile sig_atomic_t stop_finishing;
@@ -35,27 +36,36 @@ stop_name_open(const struct vc_image *img, void *arg)
 		    img->relpath);
 }
 
+static void
+stop_abort_path(char *path, size_t len)
+{
+	snprintf(path, len, FUSECTL_DIR "/%u/abort", stop_conn);
+}
+
 /* Abort the FUSE connection so the workers leave their reads. */
 static void
 stop_abort_conn(void)
 {
 	char path[128];
-	int fd;
+	int fd = stop_abort_fd;
 
 	if (stop_conn == 0)
 		return;
-	snprintf(path, sizeof(path), FUSECTL_DIR "/%u/abort", stop_conn);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd == -1 && errno == ENOENT &&
-	    mount("fusectl", FUSECTL_DIR, "fusectl", 0, NULL) == 0)
-		fd = open(path, O_WRONLY | O_CLOEXEC);
+	stop_abort_path(path, sizeof(path));
 	if (fd == -1) {
-		log_warn("%s", path);
-		return;
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd == -1 && errno == ENOENT &&
+		    mount("fusectl", FUSECTL_DIR, "fusectl", 0, NULL) == 0)
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd == -1) {
+			log_warn("%s", path);
+			return;
+		}
 	}
 	if (write(fd, "1", 1) != 1)
 		log_warn("%s", path);
-	close(fd);
+	if (fd != stop_abort_fd)
+		close(fd);
 }
 
 static double
@@ -149,9 +159,23 @@ stop_start(struct vc_fs *fs, unsigned conn)
 
 	stop_fs = fs;
 	stop_conn = conn;
+	/*
+	 * Open now where fusectl is mounted: a forced stop may come when
+	 * every descriptor is taken, and without the abort it would hang.
+	 */
+	if (conn != 0) {
+		char path[128];
+
+		stop_abort_path(path, sizeof(path));
+		stop_abort_fd = open(path, O_WRONLY | O_CLOEXEC);
+	}
 	err = pthread_create(&stop_thread, NULL, stop_main, NULL);
-	if (err != 0)
+	if (err != 0) {
+		if (stop_abort_fd != -1)
+			close(stop_abort_fd);
+		stop_abort_fd = -1;
 		return -err;
+	}
 	stop_running = true;
 	return 0;
 }
@@ -166,6 +190,9 @@ stop_finish(void)
 	pthread_kill(stop_thread, SIGUSR1);
 	pthread_join(stop_thread, NULL);
 	stop_running = false;
+	if (stop_abort_fd != -1)
+		close(stop_abort_fd);
+	stop_abort_fd = -1;
 }
 
 bool
