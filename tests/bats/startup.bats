@@ -338,15 +338,23 @@ export VCACHEFS VC_TMP ASAN_OPTIONS UBSAN_OPTIONS
 	for i in $(seq 1 200); do : >"$VC_SRC/f$i.img"; done
 	# Soft and hard: nothing to raise to.
 	VCACHEFS=$(wrapper fd64 "$VCACHEFS_PLAIN" 'ulimit -n 64') vc_mount "$VC_SRC" "$VC_MNT"
-	# An image held open keeps the mount (and the daemon's descriptors)
-	# busy, so the stop has to be forced, with every descriptor in use.
-	sleep 100 3>&- 9<"$VC_MNT/f1.img" &
+	# Images held open keep the mount busy, so the stop has to be forced,
+	# and each holds descriptors the inode table cannot close: with 60
+	# of them every descriptor is in use (some opens fail with EMFILE).
+	python3 -c '
+import os, sys, time
+for i in range(1, 61):
+    try:
+        os.open(sys.argv[1] + "/f%d.img" % i, os.O_RDONLY)
+    except OSError:
+        pass
+print("held", flush=True)
+time.sleep(100)' "$VC_MNT" >"$VC_TMP/holder.out" 3>&- &
 	HOLDERS+=($!)
-	for i in $(seq 1 100); do
-		[ "$(readlink "/proc/$!/fd/9")" = "$VC_MNT/f1.img" ] && break
+	for i in $(seq 1 200); do
+		grep -q held "$VC_TMP/holder.out" 2>/dev/null && break
 		sleep 0.05
 	done
-	for i in $(seq 2 200); do stat "$VC_MNT/f$i.img" >/dev/null 2>&1 || true; done
 	local n
 	n=$(ls "/proc/$VC_PID/fd" | wc -l)
 	echo "daemon descriptors: $n"
