@@ -33,8 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backing.h"
 #include "fault.h"
-#include "io_priv.h"
 #include "log.h"
 #include "uring.h"
 
@@ -256,10 +256,10 @@ uring_finish(struct uring_req *req, ssize_t res)
 		res = (ssize_t)req->want;
 	}
 	if (req->op == VC_OP_WRITE)
-		io_inflight_leave(img);
+		backing_inflight_leave(img);
 	if (req->rc->tag != 0)
 		req->rc->inflight--;	/* its own thread finishes it */
-	io_account(img, req->op, res);
+	backing_account(img, req->op, res);
 	req->cb(req->arg, res, data);
 	if (req->buf != NULL)
 		bufpool_put(&u->pool, req->buf, req->len);
@@ -285,8 +285,8 @@ uring_complete(struct uring_req *req, int res)
 	if (req->op == VC_OP_FSYNC) {
 		int f = fault_hit(VC_FAULT_FSYNC);	/* as if the store failed */
 
-		/* The latch of io_fsync(), for flushes through the ring. */
-		uring_finish(req, io_wb_result(req->img, f < 0 ? f :
+		/* The latch of backing_flush(), for flushes through the ring. */
+		uring_finish(req, backing_latch(req->img, f < 0 ? f :
 		    res < 0 ? res : 0));
 		return;
 	}
@@ -628,8 +628,8 @@ uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
 	off_t start = off, end = off + (off_t)len;
 
 	if (img->policy->o_direct) {
-		start = io_align_down(off, img->dio_align);
-		end = io_align_up(end, img->dio_align);
+		start = backing_align_down(off, img->dio_align);
+		end = backing_align_up(end, img->dio_align);
 	}
 	if (img->policy->o_direct && !uring_gate(img))
 		return -EAGAIN;
@@ -663,8 +663,8 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 	/* Buffered writes, and O_DIRECT ones needing read-modify-write,
 	 * take the synchronous path. */
 	if (!img->policy->o_direct ||
-	    io_align_down(off, img->dio_align) != off ||
-	    io_align_down((off_t)len, img->dio_align) != (off_t)len)
+	    backing_align_down(off, img->dio_align) != off ||
+	    backing_align_down((off_t)len, img->dio_align) != (off_t)len)
 		return -EAGAIN;
 	if (!uring_gate(img))
 		return -EAGAIN;
@@ -707,7 +707,7 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 		memcpy(req->buf, buf, len);
 	}
 	req->gated = true;
-	io_inflight_enter(img);
+	backing_inflight_enter(img);
 	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 fail:

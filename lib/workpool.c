@@ -8,17 +8,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "backing.h"
 #include "log.h"
 #include "workpool.h"
 
 struct work {
 	struct work *next;
 	enum vc_work_op op;
-	struct vc_image *img;
-	const void *buf;
-	size_t len;
-	off_t off;
-	bool sync;
+	struct vc_work_io io;
 	vc_io_done done;
 	void (*fn)(void *);
 	void *arg;
@@ -50,28 +47,56 @@ workpool_should_offload(void)
 	return wp_busy != NULL && wp_busy();
 }
 
+bool
+workpool_nonblocking(void)
+{
+	return wp_busy != NULL;
+}
+
+ssize_t
+workpool_run(const struct vc_work_io *io, const void **data)
+{
+	struct vc_image *img = io->img;
+	ssize_t n;
+
+	*data = NULL;
+	switch (io->op) {
+	case VC_WORK_READ:
+		n = backing_read(img, io->len, io->off, data);
+		backing_account(img, VC_OP_READ, n);
+		break;
+	case VC_WORK_WRITE:
+		backing_inflight_enter(img);
+		n = backing_write(img, io->buf, io->len, io->off, io->rwf,
+		    io->durable);
+		backing_inflight_leave(img);
+		backing_account(img, VC_OP_WRITE, n);
+		break;
+	default:
+		n = backing_flush(img, io->datasync);
+		backing_account(img, VC_OP_FSYNC, n);
+		break;
+	}
+	return n;
+}
+
+void
+workpool_do(const struct vc_work_io *io, vc_io_done done, void *arg)
+{
+	const void *data;
+	ssize_t n = workpool_run(io, &data);
+
+	/* data lives in this thread's buffer: the callback copies it out. */
+	done(arg, n, data);
+}
+
 static void
 wp_run(struct work *w)
 {
-	const void *data = NULL;
-	ssize_t n;
-
-	switch (w->op) {
-	case VC_WORK_CALL:
+	if (w->op == VC_WORK_CALL)
 		w->fn(w->arg);
-		return;
-	case VC_WORK_READ:
-		n = io_read(w->img, w->len, w->off, &data);
-		break;
-	case VC_WORK_WRITE:
-		n = io_write(w->img, w->buf, w->len, w->off, w->sync);
-		break;
-	default:
-		n = io_fsync(w->img, w->sync);
-		break;
-	}
-	/* data lives in this thread's buffer: the callback copies it out. */
-	w->done(w->arg, n, data);
+	else
+		workpool_do(&w->io, w->done, w->arg);
 }
 
 static void *
@@ -185,17 +210,13 @@ wp_get(void)
 }
 
 int
-workpool_submit(enum vc_work_op op, struct vc_image *img, const void *buf,
-    size_t len, off_t off, bool sync, vc_io_done done, void *arg)
+workpool_submit(const struct vc_work_io *io, vc_io_done done, void *arg)
 {
 	struct work *w = wp_get();
 
 	if (w == NULL)
 		return -EAGAIN;
-	*w = (struct work){
-		.op = op, .img = img, .buf = buf, .len = len, .off = off,
-		.sync = sync, .done = done, .arg = arg,
-	};
+	*w = (struct work){ .op = io->op, .io = *io, .done = done, .arg = arg };
 	return wp_queue(w);
 }
 
