@@ -195,6 +195,8 @@ backing_read(struct vc_image *img, size_t len, off_t off, const void **data)
 		off_t end = backing_align_up(off + (off_t)len, a);
 		size_t head = (size_t)(off - start);
 
+		if (start != off || end != off + (off_t)len)
+			stats_count(&img->stats.bounced, 1);
 		gate_shared(&img->sizelock);
 		n = backing_pread_full(fd, buf, (size_t)(end - start), start);
 		gate_release_shared(&img->sizelock);
@@ -280,6 +282,8 @@ backing_write_direct(struct vc_image *img, int fd, const void *src,
 
 	if (buf == NULL)
 		return -ENOMEM;
+	if (head_rmw || tail_rmw)
+		stats_count(&img->stats.bounced, 1);
 	/*
 	 * Size only shrinks under sizelock held for writing, so a tail that
 	 * lies inside the file under the read lock stays inside. Otherwise
@@ -440,45 +444,4 @@ backing_copy_range(struct vc_image *in, off_t off_in, struct vc_image *out,
 	backing_fd_put(out);
 	backing_fd_put(in);
 	return n;
-}
-
-void
-backing_inflight_enter(struct vc_image *img)
-{
-	uint64_t cur = BACKING_STAT_ADD(img, writes_inflight, 1);
-	uint64_t max = __atomic_load_n(&img->stats.writes_inflight_max,
-	    __ATOMIC_RELAXED);
-
-	while (cur > max && !__atomic_compare_exchange_n(
-	    &img->stats.writes_inflight_max, &max, cur, true,
-	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
-}
-
-void
-backing_inflight_leave(struct vc_image *img)
-{
-	BACKING_STAT_ADD(img, writes_inflight, (uint64_t)-1);
-}
-
-void
-backing_account(struct vc_image *img, int op, ssize_t res)
-{
-	if (res < 0) {
-		BACKING_STAT_ADD(img, errors, 1);
-		return;
-	}
-	switch (op) {
-	case VC_OP_READ:
-		BACKING_STAT_ADD(img, reads, 1);
-		BACKING_STAT_ADD(img, bytes_read, (uint64_t)res);
-		break;
-	case VC_OP_WRITE:
-		BACKING_STAT_ADD(img, writes, 1);
-		BACKING_STAT_ADD(img, bytes_written, (uint64_t)res);
-		break;
-	default:
-		BACKING_STAT_ADD(img, fsyncs, 1);
-		break;
-	}
 }

@@ -107,12 +107,4 @@ off_t backing_lseek(struct vc_image *img, off_t off, int whence);
 ssize_t backing_copy_range(struct vc_image *in, off_t off_in,
     struct vc_image *out, off_t off_out, size_t len, bool durable);
 
-/* Counting in img->stats (relaxed atomics). */
-enum { VC_OP_READ, VC_OP_WRITE, VC_OP_FSYNC };
-void backing_inflight_enter(struct vc_image *img);
-void backing_inflight_leave(struct vc_image *img);
-void backing_account(struct vc_image *img, int op, ssize_t res);
-#define BACKING_STAT_ADD(img, field, n) \
-	__atomic_add_fetch(&(img)->stats.field, (n), __ATOMIC_RELAXED)
-
 #endif

@@ -31,15 +31,10 @@
 #include "inode.h"
 #include "policy.h"
 #include "rangelock.h"
+#include "stats.h"
 
 struct vc_uring;
 struct vc_resolver;
-
-struct vc_image_stats {		/* updated with relaxed atomics where the I/O happens */
-	uint64_t reads, writes, bytes_read, bytes_written;
-	uint64_t fsyncs, fsyncs_dropped, errors;
-	uint64_t writes_inflight, writes_inflight_max;	/* concurrency seen */
-};
 
 struct vc_image {
 	struct vc_inode *inode;		/* owner; inode->image points back */
@@ -88,7 +83,7 @@ struct vc_image {
 	 */
 	int wb_err;
 
-	struct vc_image_stats stats;
+	struct vc_stats stats;		/* counted where the I/O happens (stats.h) */
 	struct vc_image *next_open;	/* registry list; protected by registry lock */
 };
 

@@ -76,6 +76,8 @@ io_write(struct vc_image *img, const void *buf, size_t len, off_t off,
 
 	if (len > VC_IO_MAX)
 		return -EINVAL;	/* the kernel never sends more than max_write */
+	if (dsync)
+		stats_count(&img->stats.fua_writes, 1);
 	return workpool_run(&rq, &data);
 }
 
@@ -92,7 +94,7 @@ io_fsync(struct vc_image *img, bool datasync)
 	 * flushes never reach the store, and it has no durable size changes).
 	 */
 	if (!img->policy->flush_forwarded) {
-		BACKING_STAT_ADD(img, fsyncs_dropped, 1);
+		stats_count(&img->stats.flush_ignored, 1);
 		return 0;
 	}
 	return (int)workpool_run(&rq, &data);
@@ -107,8 +109,15 @@ io_truncate(struct vc_image *img, off_t size)
 int
 io_fallocate(struct vc_image *img, int mode, off_t off, off_t len)
 {
-	return backing_fallocate(img, mode, off, len,
+	uint64_t start = stats_begin(&img->stats);
+	int r = backing_fallocate(img, mode, off, len,
 	    img->policy->write_durable);
+
+	/* Discards are hole punches; zeroing and allocating count as fallocate. */
+	stats_end(&img->stats, (mode & FALLOC_FL_PUNCH_HOLE) ?
+	    VC_STAT_DISCARD : VC_STAT_FALLOCATE, r < 0 ? r : (ssize_t)len,
+	    start);
+	return r;
 }
 
 off_t
@@ -124,11 +133,12 @@ io_copy_range(struct vc_image *in, off_t off_in, struct vc_image *out,
 	size_t done = 0;
 
 	if (!in->policy->o_direct && !out->policy->o_direct) {
+		uint64_t start = stats_start();
 		ssize_t n = backing_copy_range(in, off_in, out, off_out, len,
 		    out->policy->write_durable);
 
-		if (n >= 0)
-			BACKING_STAT_ADD(out, bytes_written, (uint64_t)n);
+		stats_done(&in->stats, VC_STAT_READ, n, start);
+		stats_done(&out->stats, VC_STAT_WRITE, n, start);
 		return n;
 	}
 	/* The read lands in this thread's buffer, so copy it out first. */
@@ -184,11 +194,14 @@ io_submit_read(struct vc_image *img, size_t len, off_t off, vc_io_done done,
 	 * A buffered read the page cache can serve whole is answered here:
 	 * the ring or a pool worker would only add a hop.
 	 */
-	if ((img->uring != NULL || offload) && !img->policy->o_direct &&
-	    backing_read_cached(img, len, off, &data, &n)) {
-		backing_account(img, VC_OP_READ, n);
-		done(arg, n, data);
-		return;
+	if ((img->uring != NULL || offload) && !img->policy->o_direct) {
+		uint64_t start = stats_start();
+
+		if (backing_read_cached(img, len, off, &data, &n)) {
+			stats_done(&img->stats, VC_STAT_READ, n, start);
+			done(arg, n, data);
+			return;
+		}
 	}
 	if (img->uring != NULL && uring_read(img->uring, img, len, off, done,
 	    arg) == 0)
@@ -214,6 +227,9 @@ io_submit_write(struct vc_image *img, const void *buf, size_t len, off_t off,
 {
 	struct vc_work_io rq = io_req_write(img, buf, len, off, dsync);
 
+	/* What the client asked for, whether or not the mode honours it. */
+	if (dsync)
+		stats_count(&img->stats.fua_writes, 1);
 	if (len <= VC_IO_MAX && img->uring != NULL &&
 	    uring_write(img->uring, img, buf, len, off, rq.rwf, done, arg) == 0)
 		return;
@@ -235,7 +251,7 @@ io_submit_fsync(struct vc_image *img, bool datasync, vc_io_done done,
 	struct vc_work_io rq = io_req_fsync(img, datasync);
 
 	if (!img->policy->flush_forwarded) {	/* unsafe: see io_fsync() */
-		BACKING_STAT_ADD(img, fsyncs_dropped, 1);
+		stats_count(&img->stats.flush_ignored, 1);
 		done(arg, 0, NULL);
 		return;
 	}

@@ -16,6 +16,7 @@ struct work {
 	struct work *next;
 	enum vc_work_op op;
 	struct vc_work_io io;
+	uint64_t start;			/* stats_begin at submission */
 	vc_io_done done;
 	void (*fn)(void *);
 	void *arg;
@@ -53,50 +54,76 @@ workpool_nonblocking(void)
 	return wp_busy != NULL;
 }
 
-ssize_t
-workpool_run(const struct vc_work_io *io, const void **data)
+/* The op a request is counted as. */
+static enum vc_stat_op
+wp_stat_op(enum vc_work_op op)
 {
-	struct vc_image *img = io->img;
-	ssize_t n;
+	return op == VC_WORK_READ ? VC_STAT_READ :
+	    op == VC_WORK_WRITE ? VC_STAT_WRITE : VC_STAT_FLUSH;
+}
 
+/* Do io with the backing primitives. */
+static ssize_t
+wp_exec(const struct vc_work_io *io, const void **data)
+{
 	*data = NULL;
 	switch (io->op) {
 	case VC_WORK_READ:
-		n = backing_read(img, io->len, io->off, data);
-		backing_account(img, VC_OP_READ, n);
-		break;
+		return backing_read(io->img, io->len, io->off, data);
 	case VC_WORK_WRITE:
-		backing_inflight_enter(img);
-		n = backing_write(img, io->buf, io->len, io->off, io->rwf,
+		return backing_write(io->img, io->buf, io->len, io->off, io->rwf,
 		    io->durable);
-		backing_inflight_leave(img);
-		backing_account(img, VC_OP_WRITE, n);
-		break;
 	default:
-		n = backing_flush(img, io->datasync);
-		backing_account(img, VC_OP_FSYNC, n);
-		break;
+		return backing_flush(io->img, io->datasync);
 	}
+}
+
+/*
+ * The end of a request: count it, then reply. Nothing may touch the image
+ * after done: the reply lets the client close it, and its last release
+ * frees it.
+ */
+static void
+wp_finish(const struct vc_work_io *io, ssize_t n, uint64_t start,
+    const void *data, vc_io_done done, void *arg)
+{
+	stats_end(&io->img->stats, wp_stat_op(io->op), n, start);
+	/* data lives in this thread's buffer: the callback copies it out. */
+	done(arg, n, data);
+}
+
+ssize_t
+workpool_run(const struct vc_work_io *io, const void **data)
+{
+	uint64_t start = stats_begin(&io->img->stats);
+	ssize_t n = wp_exec(io, data);
+
+	stats_end(&io->img->stats, wp_stat_op(io->op), n, start);
 	return n;
 }
 
 void
 workpool_do(const struct vc_work_io *io, vc_io_done done, void *arg)
 {
+	uint64_t start = stats_begin(&io->img->stats);
 	const void *data;
-	ssize_t n = workpool_run(io, &data);
+	ssize_t n = wp_exec(io, &data);
 
-	/* data lives in this thread's buffer: the callback copies it out. */
-	done(arg, n, data);
+	wp_finish(io, n, start, data, done, arg);
 }
 
 static void
 wp_run(struct work *w)
 {
-	if (w->op == VC_WORK_CALL)
+	const void *data;
+	ssize_t n;
+
+	if (w->op == VC_WORK_CALL) {
 		w->fn(w->arg);
-	else
-		workpool_do(&w->io, w->done, w->arg);
+		return;
+	}
+	n = wp_exec(&w->io, &data);
+	wp_finish(&w->io, n, w->start, data, w->done, w->arg);
 }
 
 static void *
@@ -213,11 +240,16 @@ int
 workpool_submit(const struct vc_work_io *io, vc_io_done done, void *arg)
 {
 	struct work *w = wp_get();
+	int r;
 
 	if (w == NULL)
 		return -EAGAIN;
 	*w = (struct work){ .op = io->op, .io = *io, .done = done, .arg = arg };
-	return wp_queue(w);
+	w->start = stats_begin(&io->img->stats);
+	r = wp_queue(w);
+	if (r < 0)	/* not taken: the caller counts it where it goes */
+		stats_abort(&io->img->stats);
+	return r;
 }
 
 int
