@@ -369,6 +369,16 @@ backing_flush(struct vc_image *img, bool datasync)
 	return r;
 }
 
+int
+backing_drop_cache(struct vc_image *img)
+{
+	int fd = backing_fd_get(img);
+	int r = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+
+	backing_fd_put(img);
+	return -r;	/* posix_fadvise returns the error number itself */
+}
+
 /* Size and allocation changes: durable at once where writes are. */
 static int
 backing_meta_done(struct vc_image *img, int fd, bool durable)

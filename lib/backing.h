@@ -87,6 +87,10 @@ ssize_t backing_write(struct vc_image *img, const void *buf, size_t len,
  * latch a failure (backing_latch). */
 int backing_flush(struct vc_image *img, bool datasync);
 
+/* Evict the descriptor's pages from the host page cache (clean ones:
+ * the caller synced first). */
+int backing_drop_cache(struct vc_image *img);
+
 /*
  * The result of a backing sync that covers guest data (a guest flush, or
  * the fdatasync that makes a durable mode's size change durable): a

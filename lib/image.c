@@ -149,6 +149,7 @@ image_free(struct vc_image *img)
 		close(img->fd);
 	pthread_rwlock_destroy(&img->fdlock);
 	gate_destroy(&img->sizelock);
+	gate_destroy(&img->iogate);
 	rangelock_destroy(&img->rmw);
 	pthread_mutex_destroy(&img->upgrade_lock);
 	free(img->relpath);
@@ -180,6 +181,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 	gate_init(&img->sizelock);
 	rangelock_init(&img->rmw);
 	stats_init(&img->stats);
+	gate_init(&img->iogate);
 
 	err = inode_relpath(r->itable, inode, rel, sizeof(rel));
 	if (err < 0) {

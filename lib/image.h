@@ -83,6 +83,13 @@ struct vc_image {
 	 */
 	int wb_err;
 
+	/*
+	 * Entered (held shared) by every request from its submission until
+	 * its engine finishes it, and by every synchronous I/O call; held
+	 * exclusive by io_quiesce(), so that fd, fd_writable, policy, conf,
+	 * aio, uring and the alignments may change under it (io.h).
+	 */
+	struct vc_gate iogate;
 	struct vc_stats stats;		/* counted where the I/O happens (stats.h) */
 	struct vc_image *next_open;	/* registry list; protected by registry lock */
 };

@@ -260,6 +260,7 @@ uring_finish(struct uring_req *req, ssize_t res)
 		req->rc->inflight--;	/* its own thread finishes it */
 	/* The last touch of img: the reply may let its last release free it. */
 	stats_end(&img->stats, req->op, res, req->start);
+	gate_release_shared(&img->iogate);	/* entered by io.c */
 	req->cb(req->arg, res, data);
 	if (req->buf != NULL)
 		bufpool_put(&u->pool, req->buf, req->len);

@@ -25,7 +25,9 @@ struct work {
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct work *head, *tail, *free;	/* under lock */
+	struct work *head, *tail, *free;	/* I/O requests; under lock */
+	struct work *chead, *ctail;		/* calls; under lock */
+	unsigned ncalls, calls_max;		/* calls running, at most; under lock */
 	bool running, stopping;			/* under lock */
 	pthread_t *threads;
 	unsigned nthreads;
@@ -79,15 +81,16 @@ wp_exec(const struct vc_work_io *io, const void **data)
 }
 
 /*
- * The end of a request: count it, then reply. Nothing may touch the image
- * after done: the reply lets the client close it, and its last release
- * frees it.
+ * The end of a request: count it, leave the image (io.c entered it at
+ * submission), then reply. Nothing may touch the image after done: the
+ * reply lets the client close it, and its last release frees it.
  */
 static void
 wp_finish(const struct vc_work_io *io, ssize_t n, uint64_t start,
     const void *data, vc_io_done done, void *arg)
 {
 	stats_end(&io->img->stats, wp_stat_op(io->op), n, start);
+	gate_release_shared(&io->img->iogate);
 	/* data lives in this thread's buffer: the callback copies it out. */
 	done(arg, n, data);
 }
@@ -126,26 +129,57 @@ wp_run(struct work *w)
 	wp_finish(&w->io, n, w->start, data, w->done, w->arg);
 }
 
+/*
+ * The next request for a worker, or NULL. I/O requests come first, and
+ * calls (whole FUSE requests, which may wait: for an image quiesced by
+ * io_quiesce, say) never take the last worker: a request that entered an
+ * image before the quiesce and waits in the queue must still run, or the
+ * quiesce would wait for it forever while every worker waits for the
+ * quiesce.
+ */
+static struct work *
+wp_next(void)
+{
+	struct work *w = P.head;
+
+	if (w != NULL) {
+		P.head = w->next;
+		if (P.head == NULL)
+			P.tail = NULL;
+		return w;
+	}
+	w = P.chead;
+	if (w == NULL || P.ncalls >= P.calls_max)
+		return NULL;
+	P.chead = w->next;
+	if (P.chead == NULL)
+		P.ctail = NULL;
+	P.ncalls++;
+	return w;
+}
+
 static void *
 wp_main(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&P.lock);
 	for (;;) {
-		struct work *w = P.head;
+		struct work *w = wp_next();
 
 		if (w == NULL) {
-			if (P.stopping)
+			if (P.stopping && P.head == NULL && P.chead == NULL)
 				break;
 			pthread_cond_wait(&P.cond, &P.lock);
 			continue;
 		}
-		P.head = w->next;
-		if (P.head == NULL)
-			P.tail = NULL;
 		pthread_mutex_unlock(&P.lock);
 		wp_run(w);
 		pthread_mutex_lock(&P.lock);
+		if (w->op == VC_WORK_CALL) {
+			P.ncalls--;
+			if (P.chead != NULL)	/* one that waited for the limit */
+				pthread_cond_signal(&P.cond);
+		}
 		w->next = P.free;
 		P.free = w;
 	}
@@ -175,6 +209,8 @@ workpool_start(unsigned n)
 	pthread_mutex_lock(&P.lock);
 	P.running = true;
 	P.stopping = false;
+	/* One worker stays for I/O (see wp_next); a pool of one cannot. */
+	P.calls_max = P.nthreads > 1 ? P.nthreads - 1 : 1;
 	pthread_mutex_unlock(&P.lock);
 	return 0;
 }
@@ -213,11 +249,19 @@ wp_queue(struct work *w)
 		return -EAGAIN;
 	}
 	w->next = NULL;
-	if (P.tail != NULL)
-		P.tail->next = w;
-	else
-		P.head = w;
-	P.tail = w;
+	if (w->op == VC_WORK_CALL) {
+		if (P.ctail != NULL)
+			P.ctail->next = w;
+		else
+			P.chead = w;
+		P.ctail = w;
+	} else {
+		if (P.tail != NULL)
+			P.tail->next = w;
+		else
+			P.head = w;
+		P.tail = w;
+	}
 	pthread_cond_signal(&P.cond);
 	pthread_mutex_unlock(&P.lock);
 	return 0;

@@ -1,9 +1,11 @@
 /*
- * workpool.h - worker threads for the synchronous I/O of aio=threads
- * images, for callers that must not block (the FUSE io_uring queue
- * threads, which serve many requests each). Like QEMU's thread pool: the
- * caller queues the request and goes on; a worker does the preadv,
- * pwritev or fsync and calls the done callback.
+ * workpool.h - the threads engine: synchronous I/O with the backing
+ * primitives, in the calling thread or in worker threads for callers that
+ * must not block (the FUSE io_uring queue threads, which serve many
+ * requests each). Like QEMU's thread pool: the caller queues the request
+ * and goes on; a worker does the preadv, pwritev or fsync and calls the
+ * done callback. The pool also runs whole calls (workpool_call), such as
+ * FUSE requests that may wait.
  */
 #ifndef VC_WORKPOOL_H
 #define VC_WORKPOOL_H
@@ -55,10 +57,12 @@ struct vc_work_io {
  * next request.
  */
 ssize_t workpool_run(const struct vc_work_io *io, const void **data);
-/* Do io now in the calling thread, then finish it: done(arg, ...). */
+/* Do io now in the calling thread, then finish it: leave the image (the
+ * caller entered it, io.h) and call done(arg, ...). */
 void workpool_do(const struct vc_work_io *io, vc_io_done done, void *arg);
 
-/* Queue io: a worker does what workpool_do does. Returns 0, or -EAGAIN
+/* Queue io (its image entered): a worker does what workpool_do does.
+ * Returns 0, or -EAGAIN
  * when the pool is not running or out of memory (the caller then does it
  * itself, or fails it). */
 int workpool_submit(const struct vc_work_io *io, vc_io_done done, void *arg);
