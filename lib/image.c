@@ -149,6 +149,7 @@ image_free(struct vc_image *img)
 		close(img->fd);
 	pthread_rwlock_destroy(&img->fdlock);
 	gate_destroy(&img->sizelock);
+	gate_destroy(&img->iogate);
 	rangelock_destroy(&img->rmw);
 	pthread_mutex_destroy(&img->upgrade_lock);
 	free(img->relpath);
@@ -179,6 +180,8 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 	pthread_rwlock_init(&img->fdlock, NULL);
 	gate_init(&img->sizelock);
 	rangelock_init(&img->rmw);
+	stats_init(&img->stats);
+	gate_init(&img->iogate);
 
 	err = inode_relpath(r->itable, inode, rel, sizeof(rel));
 	if (err < 0) {
@@ -374,6 +377,41 @@ image_open(struct vc_registry *r, struct vc_inode *inode, int flags,
 	return 0;
 }
 
+/* What the image did, at its last release (the debug log). */
+static void
+image_log_stats(const struct vc_image *img)
+{
+	struct vc_stats_snap sn;
+	uint64_t errors = 0;
+	double p99[VC_STAT_NLAT];
+
+	if (!log_debug_enabled())
+		return;
+	stats_snapshot(&img->stats, &sn);
+	for (unsigned i = 0; i <= VC_STAT_ERRNO_MAX; i++)
+		errors += sn.errors[i];
+	for (unsigned l = 0; l < VC_STAT_NLAT; l++)
+		p99[l] = (double)stats_percentile(&sn, l, 0.99) / 1000.0;
+	log_debug("%s: closed: reads=%llu read_bytes=%llu writes=%llu "
+	    "write_bytes=%llu flushes=%llu flush_ignored=%llu fua_writes=%llu "
+	    "fallocates=%llu discards=%llu bounced=%llu errors=%llu "
+	    "inflight=%lld (at most %lld in flight) p99_us=%.0f/%.0f/%.0f",
+	    img->relpath,
+	    (unsigned long long)sn.ops[VC_STAT_READ],
+	    (unsigned long long)sn.bytes[VC_STAT_READ],
+	    (unsigned long long)sn.ops[VC_STAT_WRITE],
+	    (unsigned long long)sn.bytes[VC_STAT_WRITE],
+	    (unsigned long long)sn.ops[VC_STAT_FLUSH],
+	    (unsigned long long)sn.flush_ignored,
+	    (unsigned long long)sn.fua_writes,
+	    (unsigned long long)sn.ops[VC_STAT_FALLOCATE],
+	    (unsigned long long)sn.ops[VC_STAT_DISCARD],
+	    (unsigned long long)sn.bounced,
+	    (unsigned long long)errors, (long long)sn.inflight,
+	    (long long)sn.inflight_max,
+	    p99[VC_STAT_READ], p99[VC_STAT_WRITE], p99[VC_STAT_FLUSH]);
+}
+
 void
 image_release(struct vc_registry *r, struct vc_image *img)
 {
@@ -394,17 +432,7 @@ image_release(struct vc_registry *r, struct vc_image *img)
 	r->nopen--;
 	itable_set_image(r->itable, inode, NULL);
 	pthread_mutex_unlock(&r->lock);
-	log_debug("%s: closed: %llu reads (%llu bytes), %llu writes (%llu "
-	    "bytes, at most %llu in flight), %llu fsyncs, %llu dropped, "
-	    "%llu errors", img->relpath,
-	    (unsigned long long)img->stats.reads,
-	    (unsigned long long)img->stats.bytes_read,
-	    (unsigned long long)img->stats.writes,
-	    (unsigned long long)img->stats.bytes_written,
-	    (unsigned long long)img->stats.writes_inflight_max,
-	    (unsigned long long)img->stats.fsyncs,
-	    (unsigned long long)img->stats.fsyncs_dropped,
-	    (unsigned long long)img->stats.errors);
+	image_log_stats(img);
 	image_free(img);
 }
 

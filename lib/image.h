@@ -31,15 +31,10 @@
 #include "inode.h"
 #include "policy.h"
 #include "rangelock.h"
+#include "stats.h"
 
 struct vc_uring;
 struct vc_resolver;
-
-struct vc_image_stats {		/* updated with relaxed atomics where the I/O happens */
-	uint64_t reads, writes, bytes_read, bytes_written;
-	uint64_t fsyncs, fsyncs_dropped, errors;
-	uint64_t writes_inflight, writes_inflight_max;	/* concurrency seen */
-};
 
 struct vc_image {
 	struct vc_inode *inode;		/* owner; inode->image points back */
@@ -88,7 +83,14 @@ struct vc_image {
 	 */
 	int wb_err;
 
-	struct vc_image_stats stats;
+	/*
+	 * Entered (held shared) by every request from its submission until
+	 * its engine finishes it, and by every synchronous I/O call; held
+	 * exclusive by io_quiesce(), so that fd, fd_writable, policy, conf,
+	 * aio, uring and the alignments may change under it (io.h).
+	 */
+	struct vc_gate iogate;
+	struct vc_stats stats;		/* counted where the I/O happens (stats.h) */
 	struct vc_image *next_open;	/* registry list; protected by registry lock */
 };
 

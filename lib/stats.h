@@ -39,6 +39,7 @@ struct vc_stats {		/* all fields: relaxed atomics */
 					 * through a bounce buffer */
 	uint64_t errors[VC_STAT_ERRNO_MAX + 1];	/* by errno */
 	int64_t inflight;		/* requests taken, not yet answered */
+	int64_t inflight_max;		/* the most seen at once (since reset) */
 	uint64_t hist[VC_STAT_NLAT][VC_HIST_BUCKETS];
 	uint64_t max_ns[VC_STAT_NLAT];
 };
@@ -48,7 +49,7 @@ struct vc_stats_snap {		/* a plain copy */
 	uint64_t bytes[VC_STAT_NOPS];
 	uint64_t flush_ignored, fua_writes, bounced;
 	uint64_t errors[VC_STAT_ERRNO_MAX + 1];
-	int64_t inflight;
+	int64_t inflight, inflight_max;
 	uint64_t hist[VC_STAT_NLAT][VC_HIST_BUCKETS];
 	uint64_t max_ns[VC_STAT_NLAT];
 };
@@ -72,6 +73,32 @@ stats_add(uint64_t *field, uint64_t n)
 {
 	__atomic_add_fetch(field, n, __ATOMIC_RELAXED);
 }
+
+/*
+ * VCACHEFS_NO_STATS=1 in the environment at start turns recording off
+ * (for make bench): every recording function then returns at its first,
+ * always-taken branch. Read once, before main.
+ */
+extern bool stats_disabled;
+
+/* stats_add unless recording is off: for the counters without an op
+ * (flush_ignored, fua_writes, bounced). */
+static inline void
+stats_count(uint64_t *field, uint64_t n)
+{
+	if (__builtin_expect(!stats_disabled, 1))
+		stats_add(field, n);
+}
+/* A request taken out of flight without being counted (stats_begin'd,
+ * then not taken by the engine after all). */
+void stats_abort(struct vc_stats *s);
+/* A start time for a request that is not counted in flight (stats_done):
+ * stats_now(), or 0 when recording is off. */
+uint64_t stats_start(void);
+/* stats_end without the in-flight count, for a request that never
+ * entered it (stats_start). */
+void stats_done(struct vc_stats *s, enum vc_stat_op op, ssize_t res,
+    uint64_t start);
 
 void stats_snapshot(const struct vc_stats *s, struct vc_stats_snap *out);
 /* Zero the counters (not the in-flight count). */

@@ -33,8 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backing.h"
 #include "fault.h"
-#include "io_priv.h"
 #include "log.h"
 #include "uring.h"
 
@@ -42,7 +42,7 @@ struct uring_req {
 	struct uring_req *next_free;	/* on u->ctx_free while unused */
 	struct vc_uring *u;
 	struct vc_image *img;
-	int op;				/* VC_OP_* */
+	enum vc_stat_op op;		/* READ, WRITE or FLUSH */
 	char *buf;			/* pool buffer, or NULL */
 	const char *src;		/* write: the caller's aligned payload, used
 					 * in place (no pool buffer) */
@@ -57,6 +57,7 @@ struct uring_req {
 	unsigned sq_end;		/* the SQ tail just past its SQE */
 	bool claimed;			/* write: holds claim in img->rmw */
 	struct vc_range claim;
+	uint64_t start;			/* stats_begin when taken */
 	vc_io_done cb;
 	void *arg;
 	struct vc_uring_local *rc;	/* the ring it goes through */
@@ -180,11 +181,11 @@ uring_prep(struct uring_req *req)
 	req->held = true;
 	req->sq_end = ring->sq.sqe_tail;
 	switch (req->op) {
-	case VC_OP_READ:
+	case VC_STAT_READ:
 		io_uring_prep_read(sqe, req->img->fd, req->buf + req->done,
 		    (unsigned)(req->len - req->done), req->off + req->done);
 		break;
-	case VC_OP_WRITE:
+	case VC_STAT_WRITE:
 		io_uring_prep_write(sqe, req->img->fd,
 		    (req->src != NULL ? req->src : req->buf) + req->done,
 		    (unsigned)(req->len - req->done), req->off + req->done);
@@ -247,19 +248,19 @@ uring_finish(struct uring_req *req, ssize_t res)
 		rangelock_unlock(&img->rmw, &req->claim);
 	if (req->gated)
 		gate_release_shared(&img->sizelock);
-	if (res >= 0 && req->op == VC_OP_READ) {
+	if (res >= 0 && req->op == VC_STAT_READ) {
 		res = req->done > req->head ? (ssize_t)(req->done - req->head) : 0;
 		if (res > (ssize_t)req->want)
 			res = (ssize_t)req->want;
 		data = req->buf + req->head;
-	} else if (res >= 0 && req->op == VC_OP_WRITE) {
+	} else if (res >= 0 && req->op == VC_STAT_WRITE) {
 		res = (ssize_t)req->want;
 	}
-	if (req->op == VC_OP_WRITE)
-		io_inflight_leave(img);
 	if (req->rc->tag != 0)
 		req->rc->inflight--;	/* its own thread finishes it */
-	io_account(img, req->op, res);
+	/* The last touch of img: the reply may let its last release free it. */
+	stats_end(&img->stats, req->op, res, req->start);
+	gate_release_shared(&img->iogate);	/* entered by io.c */
 	req->cb(req->arg, res, data);
 	if (req->buf != NULL)
 		bufpool_put(&u->pool, req->buf, req->len);
@@ -282,11 +283,11 @@ uring_complete(struct uring_req *req, int res)
 		uring_resubmit(req);
 		return;
 	}
-	if (req->op == VC_OP_FSYNC) {
+	if (req->op == VC_STAT_FLUSH) {
 		int f = fault_hit(VC_FAULT_FSYNC);	/* as if the store failed */
 
-		/* The latch of io_fsync(), for flushes through the ring. */
-		uring_finish(req, io_wb_result(req->img, f < 0 ? f :
+		/* The latch of backing_flush(), for flushes through the ring. */
+		uring_finish(req, backing_latch(req->img, f < 0 ? f :
 		    res < 0 ? res : 0));
 		return;
 	}
@@ -295,14 +296,14 @@ uring_complete(struct uring_req *req, int res)
 		return;
 	}
 	switch (req->op) {
-	case VC_OP_READ:
+	case VC_STAT_READ:
 		req->done += (size_t)res;
 		if (res == 0 || req->done >= req->len) {	/* EOF or all */
 			uring_finish(req, 0);
 			return;
 		}
 		break;
-	case VC_OP_WRITE:
+	case VC_STAT_WRITE:
 		if (res == 0) {			/* no progress: never spin */
 			uring_finish(req, -EIO);
 			return;
@@ -583,7 +584,8 @@ uring_exit(struct vc_uring *u)
 }
 
 static struct uring_req *
-uring_new(struct vc_uring *u, struct vc_image *img, int op, vc_io_done cb,
+uring_new(struct vc_uring *u, struct vc_image *img, enum vc_stat_op op,
+    vc_io_done cb,
     void *arg)
 {
 	struct uring_req *req = uring_req_get(u);
@@ -628,12 +630,12 @@ uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
 	off_t start = off, end = off + (off_t)len;
 
 	if (img->policy->o_direct) {
-		start = io_align_down(off, img->dio_align);
-		end = io_align_up(end, img->dio_align);
+		start = backing_align_down(off, img->dio_align);
+		end = backing_align_up(end, img->dio_align);
 	}
 	if (img->policy->o_direct && !uring_gate(img))
 		return -EAGAIN;
-	req = uring_new(u, img, VC_OP_READ, done, arg);
+	req = uring_new(u, img, VC_STAT_READ, done, arg);
 	if (req == NULL)
 		goto fail;
 	req->len = (size_t)(end - start);
@@ -646,6 +648,9 @@ uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
 	req->head = (size_t)(off - start);
 	req->want = len;
 	req->gated = img->policy->o_direct;
+	if (start != off || end != off + (off_t)len)
+		stats_count(&img->stats.bounced, 1);
+	req->start = stats_begin(&img->stats);
 	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 fail:
@@ -663,12 +668,12 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 	/* Buffered writes, and O_DIRECT ones needing read-modify-write,
 	 * take the synchronous path. */
 	if (!img->policy->o_direct ||
-	    io_align_down(off, img->dio_align) != off ||
-	    io_align_down((off_t)len, img->dio_align) != (off_t)len)
+	    backing_align_down(off, img->dio_align) != off ||
+	    backing_align_down((off_t)len, img->dio_align) != (off_t)len)
 		return -EAGAIN;
 	if (!uring_gate(img))
 		return -EAGAIN;
-	req = uring_new(u, img, VC_OP_WRITE, done, arg);
+	req = uring_new(u, img, VC_STAT_WRITE, done, arg);
 	if (req == NULL)
 		goto fail;
 	/*
@@ -707,7 +712,7 @@ uring_write(struct vc_uring *u, struct vc_image *img, const void *buf,
 		memcpy(req->buf, buf, len);
 	}
 	req->gated = true;
-	io_inflight_enter(img);
+	req->start = stats_begin(&img->stats);
 	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 fail:
@@ -719,11 +724,12 @@ int
 uring_fsync(struct vc_uring *u, struct vc_image *img, bool datasync,
     vc_io_done done, void *arg)
 {
-	struct uring_req *req = uring_new(u, img, VC_OP_FSYNC, done, arg);
+	struct uring_req *req = uring_new(u, img, VC_STAT_FLUSH, done, arg);
 
 	if (req == NULL)
 		return -EAGAIN;
 	req->datasync = datasync;
+	req->start = stats_begin(&img->stats);
 	uring_handoff(req);	/* the engine thread owns req from here */
 	return 0;
 }

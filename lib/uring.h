@@ -73,10 +73,12 @@ int uring_init(struct vc_uring *u);
 void uring_exit(struct vc_uring *u);
 
 /*
- * Submit. Return 0 when the request was taken (done will be called exactly
- * once), or -EAGAIN when the engine does not take it (no buffer, a
- * buffered write, or an unaligned O_DIRECT write that needs
- * read-modify-write): the caller then uses the synchronous path.
+ * Submit. The caller has entered img (img->iogate shared, io.h). Return 0
+ * when the request was taken: the engine then leaves img when it finishes
+ * the request, and calls done exactly once, after that. Or -EAGAIN when the
+ * engine does not take it (no buffer, a buffered write, or an unaligned
+ * O_DIRECT write that needs read-modify-write): the caller, still in img,
+ * then uses the synchronous path.
  */
 int uring_read(struct vc_uring *u, struct vc_image *img, size_t len, off_t off,
     vc_io_done done, void *arg);

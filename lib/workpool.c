@@ -8,17 +8,15 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "backing.h"
 #include "log.h"
 #include "workpool.h"
 
 struct work {
 	struct work *next;
 	enum vc_work_op op;
-	struct vc_image *img;
-	const void *buf;
-	size_t len;
-	off_t off;
-	bool sync;
+	struct vc_work_io io;
+	uint64_t start;			/* stats_begin at submission */
 	vc_io_done done;
 	void (*fn)(void *);
 	void *arg;
@@ -27,7 +25,9 @@ struct work {
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct work *head, *tail, *free;	/* under lock */
+	struct work *head, *tail, *free;	/* I/O requests; under lock */
+	struct work *chead, *ctail;		/* calls; under lock */
+	unsigned ncalls, calls_max;		/* calls running, at most; under lock */
 	bool running, stopping;			/* under lock */
 	pthread_t *threads;
 	unsigned nthreads;
@@ -50,28 +50,112 @@ workpool_should_offload(void)
 	return wp_busy != NULL && wp_busy();
 }
 
+bool
+workpool_nonblocking(void)
+{
+	return wp_busy != NULL;
+}
+
+/* The op a request is counted as. */
+static enum vc_stat_op
+wp_stat_op(enum vc_work_op op)
+{
+	return op == VC_WORK_READ ? VC_STAT_READ :
+	    op == VC_WORK_WRITE ? VC_STAT_WRITE : VC_STAT_FLUSH;
+}
+
+/* Do io with the backing primitives. */
+static ssize_t
+wp_exec(const struct vc_work_io *io, const void **data)
+{
+	*data = NULL;
+	switch (io->op) {
+	case VC_WORK_READ:
+		return backing_read(io->img, io->len, io->off, data);
+	case VC_WORK_WRITE:
+		return backing_write(io->img, io->buf, io->len, io->off, io->rwf,
+		    io->durable);
+	default:
+		return backing_flush(io->img, io->datasync);
+	}
+}
+
+/*
+ * The end of a request: count it, leave the image (io.c entered it at
+ * submission), then reply. Nothing may touch the image after done: the
+ * reply lets the client close it, and its last release frees it.
+ */
+static void
+wp_finish(const struct vc_work_io *io, ssize_t n, uint64_t start,
+    const void *data, vc_io_done done, void *arg)
+{
+	stats_end(&io->img->stats, wp_stat_op(io->op), n, start);
+	gate_release_shared(&io->img->iogate);
+	/* data lives in this thread's buffer: the callback copies it out. */
+	done(arg, n, data);
+}
+
+ssize_t
+workpool_run(const struct vc_work_io *io, const void **data)
+{
+	uint64_t start = stats_begin(&io->img->stats);
+	ssize_t n = wp_exec(io, data);
+
+	stats_end(&io->img->stats, wp_stat_op(io->op), n, start);
+	return n;
+}
+
+void
+workpool_do(const struct vc_work_io *io, vc_io_done done, void *arg)
+{
+	uint64_t start = stats_begin(&io->img->stats);
+	const void *data;
+	ssize_t n = wp_exec(io, &data);
+
+	wp_finish(io, n, start, data, done, arg);
+}
+
 static void
 wp_run(struct work *w)
 {
-	const void *data = NULL;
+	const void *data;
 	ssize_t n;
 
-	switch (w->op) {
-	case VC_WORK_CALL:
+	if (w->op == VC_WORK_CALL) {
 		w->fn(w->arg);
 		return;
-	case VC_WORK_READ:
-		n = io_read(w->img, w->len, w->off, &data);
-		break;
-	case VC_WORK_WRITE:
-		n = io_write(w->img, w->buf, w->len, w->off, w->sync);
-		break;
-	default:
-		n = io_fsync(w->img, w->sync);
-		break;
 	}
-	/* data lives in this thread's buffer: the callback copies it out. */
-	w->done(w->arg, n, data);
+	n = wp_exec(&w->io, &data);
+	wp_finish(&w->io, n, w->start, data, w->done, w->arg);
+}
+
+/*
+ * The next request for a worker, or NULL. I/O requests come first, and
+ * calls (whole FUSE requests, which may wait: for an image quiesced by
+ * io_quiesce, say) never take the last worker: a request that entered an
+ * image before the quiesce and waits in the queue must still run, or the
+ * quiesce would wait for it forever while every worker waits for the
+ * quiesce.
+ */
+static struct work *
+wp_next(void)
+{
+	struct work *w = P.head;
+
+	if (w != NULL) {
+		P.head = w->next;
+		if (P.head == NULL)
+			P.tail = NULL;
+		return w;
+	}
+	w = P.chead;
+	if (w == NULL || P.ncalls >= P.calls_max)
+		return NULL;
+	P.chead = w->next;
+	if (P.chead == NULL)
+		P.ctail = NULL;
+	P.ncalls++;
+	return w;
 }
 
 static void *
@@ -80,20 +164,22 @@ wp_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&P.lock);
 	for (;;) {
-		struct work *w = P.head;
+		struct work *w = wp_next();
 
 		if (w == NULL) {
-			if (P.stopping)
+			if (P.stopping && P.head == NULL && P.chead == NULL)
 				break;
 			pthread_cond_wait(&P.cond, &P.lock);
 			continue;
 		}
-		P.head = w->next;
-		if (P.head == NULL)
-			P.tail = NULL;
 		pthread_mutex_unlock(&P.lock);
 		wp_run(w);
 		pthread_mutex_lock(&P.lock);
+		if (w->op == VC_WORK_CALL) {
+			P.ncalls--;
+			if (P.chead != NULL)	/* one that waited for the limit */
+				pthread_cond_signal(&P.cond);
+		}
 		w->next = P.free;
 		P.free = w;
 	}
@@ -123,6 +209,8 @@ workpool_start(unsigned n)
 	pthread_mutex_lock(&P.lock);
 	P.running = true;
 	P.stopping = false;
+	/* One worker stays for I/O (see wp_next); a pool of one cannot. */
+	P.calls_max = P.nthreads > 1 ? P.nthreads - 1 : 1;
 	pthread_mutex_unlock(&P.lock);
 	return 0;
 }
@@ -161,11 +249,19 @@ wp_queue(struct work *w)
 		return -EAGAIN;
 	}
 	w->next = NULL;
-	if (P.tail != NULL)
-		P.tail->next = w;
-	else
-		P.head = w;
-	P.tail = w;
+	if (w->op == VC_WORK_CALL) {
+		if (P.ctail != NULL)
+			P.ctail->next = w;
+		else
+			P.chead = w;
+		P.ctail = w;
+	} else {
+		if (P.tail != NULL)
+			P.tail->next = w;
+		else
+			P.head = w;
+		P.tail = w;
+	}
 	pthread_cond_signal(&P.cond);
 	pthread_mutex_unlock(&P.lock);
 	return 0;
@@ -185,18 +281,19 @@ wp_get(void)
 }
 
 int
-workpool_submit(enum vc_work_op op, struct vc_image *img, const void *buf,
-    size_t len, off_t off, bool sync, vc_io_done done, void *arg)
+workpool_submit(const struct vc_work_io *io, vc_io_done done, void *arg)
 {
 	struct work *w = wp_get();
+	int r;
 
 	if (w == NULL)
 		return -EAGAIN;
-	*w = (struct work){
-		.op = op, .img = img, .buf = buf, .len = len, .off = off,
-		.sync = sync, .done = done, .arg = arg,
-	};
-	return wp_queue(w);
+	*w = (struct work){ .op = io->op, .io = *io, .done = done, .arg = arg };
+	w->start = stats_begin(&io->img->stats);
+	r = wp_queue(w);
+	if (r < 0)	/* not taken: the caller counts it where it goes */
+		stats_abort(&io->img->stats);
+	return r;
 }
 
 int

@@ -11,6 +11,13 @@
 #           report the run with the median ratio (this disk's speed drifts
 #           several times over within minutes, so one pair of runs can mislead;
 #           with an even N the lower of the two middle runs is shown)
+#   BACKING=ram  the backing directory on ext4 over a loop device over a
+#           file in /dev/shm (RAM: the disk drifts too much for small
+#           differences); default: a directory under /var/tmp
+#   STATS_AB=1  instead of the table: row 3 with per-image counting on and
+#           off (VCACHEFS_NO_STATS=1), the daemon started afresh for each
+#           run, the two taking turns REPS times, per mode; prints daemon
+#           CPU per request of both and the relative difference
 #   ANCHOR=0  leave out the libfuse anchor: by default a last block runs
 #           libfuse's own passthrough_ll example (built from the copy
 #           Debian's libfuse3-dev ships) with cache=never, the anchor the
@@ -25,6 +32,8 @@ work=$(mktemp -d /var/tmp/vcachefs-bench.XXXXXX)
 src=$work/src; mnt=$work/mnt; conf=$work/vcachefs.conf
 mkdir -p "$src" "$mnt"
 pid=""
+BACKING=${BACKING:-disk}
+ram_file=""; ram_loop=""; ram_mnt=""
 param=/sys/module/fuse/parameters/enable_uring
 old_param=""
 FUSE_URING=${FUSE_URING:-auto}
@@ -36,12 +45,32 @@ cleanup() {
 	if grep -q " $mnt fuse" /proc/mounts; then fusermount3 -u "$mnt" || umount -l "$mnt"; fi
 	[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
 	[ -z "$old_param" ] || echo "$old_param" >"$param"
+	if [ -n "$ram_mnt" ] && grep -q " $ram_mnt " /proc/mounts; then umount "$ram_mnt" || umount -l "$ram_mnt"; fi
+	[ -z "$ram_loop" ] || losetup -d "$ram_loop" || true
+	[ -z "$ram_file" ] || rm -f "$ram_file"
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
+# BACKING=ram: ext4 on a loop device over a file in /dev/shm (this kernel
+# has no brd). Room for the image and the native reference file.
+if [ "$BACKING" = ram ]; then
+	ram_mb=$(( $(numfmt --from=iec "$size") * 5 / 2 / 1048576 + 64 ))
+	ram_file=$(mktemp /dev/shm/vcachefs-bench.XXXXXX)
+	truncate -s "${ram_mb}M" "$ram_file"
+	ram_loop=$(losetup --find --show "$ram_file")
+	mkfs.ext4 -q -F "$ram_loop"
+	ram_mnt=$work/ram
+	mkdir -p "$ram_mnt"
+	mount "$ram_loop" "$ram_mnt"
+	src=$ram_mnt/src
+	mkdir -p "$src"
+fi
+
 # Daemon CPU time (user+sys, all threads) in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# The same in ns, from the scheduler (finer than ticks; threads alive now).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 hz=$(getconf CLK_TCK)
 
 # row: name rw bs iodepth engine direct extra
@@ -109,11 +138,51 @@ start_fs() {
 		"$anchor" -f -o source="$src",cache=never "$mnt" 2>"$log" &
 	else
 		printf '[global]\ncache = %s\naio = %s\n' "$1" "$2" >"$conf"
-		"$VCACHEFS" -f --fuse-uring "$FUSE_URING" ${VCACHEFS_OPTS:-} -c "$conf" "$src" "$mnt" 2>"$log" &
+		env ${DAEMON_ENV:-} "$VCACHEFS" -f --fuse-uring "$FUSE_URING" ${VCACHEFS_OPTS:-} -c "$conf" "$src" "$mnt" 2>"$log" &
 	fi
 	pid=$!
 	for _ in $(seq 100); do grep -q " $mnt fuse" /proc/mounts && break; sleep 0.05; done
 }
+
+stop_fs() { fusermount3 -u "$mnt"; wait "$pid" || true; pid=""; }
+
+# STATS_AB=1: row 3, counting on and off, taking turns.
+if [ "${STATS_AB:-0}" = 1 ]; then
+	row=${rows[2]}
+	printf '%-20s %-4s %12s %12s %12s\n' mode runs "on us/req" "off us/req" "on vs off"
+	for m in "${modes[@]}"; do
+		read -r cache aio <<<"$m"
+		[ "$cache" = anchor ] && continue
+		: >"$work/ab"
+		for _ in $(seq "$REPS"); do
+			for v in on off; do
+				if [ $v = off ]; then DAEMON_ENV=VCACHEFS_NO_STATS=1; else DAEMON_ENV=; fi
+				start_fs "$cache" "$aio"
+				[ -s "$mnt/img" ] || fio --name=fill --filename="$mnt/img" --size="$size" \
+					--rw=write --bs=1M --direct=1 --ioengine=psync >/dev/null 2>&1
+				sync
+				dd if="$src/img" iflag=nocache count=0 status=none
+				run_fio "$mnt/img" "$row" >"$work/fio.out" &
+				sleep "$ramp"; c0=$(cpu_ns "$pid")
+				wait $!; c1=$(cpu_ns "$pid")
+				read -r viops _ <"$work/fio.out"
+				echo "$v $((c1 - c0)) $viops" >>"$work/ab"
+				stop_fs
+			done
+		done
+		DAEMON_ENV=
+		awk -v m="$cache+$aio" -v rt="$runtime" -v reps="$REPS" '
+		    { ns[$1] += $2; req[$1] += $3 * rt }
+		    END {
+			on = req["on"] ? ns["on"] / req["on"] / 1000 : 0
+			off = req["off"] ? ns["off"] / req["off"] / 1000 : 0
+			printf "%-20s %-4d %12.2f %12.2f %+11.1f%%\n", m, reps, on, off,
+			    off ? (on - off) / off * 100 : 0 }' "$work/ab"
+		sed 's/^/#   /' "$work/ab"
+	done
+	echo "machine: $(nproc) cores, $(uname -r), $BACKING backing ($(df -T "$src" | awk 'NR==2 { print $2 }')), row 3, $REPS run(s) each way, CPU from schedstat"
+	exit 0
+fi
 
 printf '%-28s %-20s %10s %10s %7s %10s %10s %10s\n' row mode "mounted" "native" ratio "cpu us/req" "cpu ms/GiB" "runs"
 transport=""
@@ -178,6 +247,6 @@ for m in "${modes[@]}"; do
 	fi
 	fusermount3 -u "$mnt"; wait "$pid" || true; pid=""
 done
-echo "machine: $(nproc) cores, $(uname -r), $(df -T "$src" | awk 'NR==2 { print $2 }') backing," \
+echo "machine: $(nproc) cores, $(uname -r), $BACKING backing ($(df -T "$src" | awk 'NR==2 { print $2 }'))," \
     "vcachefs requests through ${transport:-(not run)}${anchor:+, passthrough_ll through /dev/fuse}," \
     "$REPS run(s) a cell, median shown"

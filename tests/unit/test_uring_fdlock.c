@@ -182,6 +182,7 @@ test_engine(struct vc_uring *u, struct vc_image *img)
 	struct test_read t;
 
 	test_read_init(&t);
+	gate_shared(&img->iogate);	/* as io.c does; the engine leaves it */
 	test_ok(uring_read(u, img, TEST_LEN, 0, test_read_done, &t) == 0,
 	    "engine: read taken by the engine");
 	/* Queued: the engine's eventfd poll and our read. */
@@ -238,6 +239,7 @@ test_local(struct vc_uring *u, struct vc_image *img)
 	/* 1: the thread's loop submits again and calls uring_local_flushed. */
 	test_read_init(&t);
 	fault_init("uring_submit:1+:EBUSY");
+	gate_shared(&img->iogate);
 	test_ok(uring_read(u, img, TEST_LEN, TEST_LEN, test_read_done, &t) == 0,
 	    "local: read prepared on the thread's ring");
 	test_ok(io_uring_sq_ready(&ring) == 1, "local: its SQE is still "
@@ -258,6 +260,7 @@ test_local(struct vc_uring *u, struct vc_image *img)
 	 * submit): the completion must release the lock. */
 	test_read_init(&t);
 	fault_init("uring_submit:1+:EBUSY");
+	gate_shared(&img->iogate);
 	test_ok(uring_read(u, img, TEST_LEN, TEST_LEN, test_read_done, &t) == 0 &&
 	    test_trywr(img) != 0, "local: a second read holds the lock again");
 	fault_init(NULL);
@@ -317,6 +320,7 @@ main(void)
 	img->fd_writable = true;
 	pthread_rwlock_init(&img->fdlock, NULL);
 	gate_init(&img->sizelock);
+	gate_init(&img->iogate);
 	rangelock_init(&img->rmw);
 
 	/* Before the engine starts: it reads the rules from its first submit. */
@@ -335,6 +339,7 @@ main(void)
 	close(img->fd);
 	pthread_rwlock_destroy(&img->fdlock);
 	gate_destroy(&img->sizelock);
+	gate_destroy(&img->iogate);
 	rangelock_destroy(&img->rmw);
 	free(img->relpath);
 	free(img);
