@@ -183,6 +183,30 @@ io_fd_put(struct vc_image *img)
 	pthread_rwlock_unlock(&img->fdlock);
 }
 
+/*
+ * TEMPORARY, a stand-in until engineer P's drain primitive is merged (the
+ * lead replaces these two functions with P's; nothing else depends on
+ * how they work). This one takes fdlock for writing: it waits for every
+ * synchronous request and for every io_uring SQE not yet consumed, but
+ * not for io_uring requests the kernel already has, and requests that
+ * read the mode before taking fdlock (io_submit_*, uring_read/write) may
+ * act on the old mode with the new descriptor. A FUSE queue thread may
+ * also block on fdlock for the short time it is held.
+ */
+int
+io_quiesce(struct vc_image *img)
+{
+	int err = pthread_rwlock_wrlock(&img->fdlock);
+
+	return -err;
+}
+
+void
+io_resume(struct vc_image *img)
+{
+	pthread_rwlock_unlock(&img->fdlock);
+}
+
 ssize_t
 io_read(struct vc_image *img, size_t len, off_t off, const void **data)
 {

@@ -64,6 +64,16 @@ int io_fallocate(struct vc_image *img, int mode, off_t off, off_t len);
 void io_probe_dio_align(int fd, unsigned *align, unsigned *mem_align);
 
 
+/*
+ * The drain of one image, for a live mode switch: io_quiesce() blocks new
+ * I/O of img and waits until every request of it in flight has
+ * completed; io_resume() lets I/O go on. Other images are not paused.
+ * Called by the thread that switches, which holds img->upgrade_lock;
+ * io_resume() from the same thread. Returns 0 or -errno.
+ */
+int io_quiesce(struct vc_image *img);
+void io_resume(struct vc_image *img);
+
 /* SEEK_DATA/SEEK_HOLE (and the others) on the backing file. */
 off_t io_lseek(struct vc_image *img, off_t off, int whence);
 
