@@ -355,3 +355,47 @@ rl_stop_durable() {	# MODE HOW
 @test "unmount makes a closed writeback image's dirty data durable and logs the bytes" {
 	rl_stop_durable writeback umount
 }
+
+@test "readonly by reload: an image that never had a writer refuses writes at once; one with a writer keeps it and refuses new write opens" {
+	truncate -s 16M "$VC_SRC/ro.img" "$VC_SRC/rw.img"
+	mh_conf writeback
+	vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
+	mh_open_fd '<' "$VC_MNT/ro.img"
+	mh_open_fd '<>' "$VC_MNT/rw.img"
+	local writer=$MH_OPENED
+	mh_conf writeback '[ro.img]' 'readonly = yes' '[rw.img]' 'readonly = yes'
+	rl_hup
+	run dd if=/dev/zero of="$VC_MNT/ro.img" bs=4k count=1 conv=notrunc status=none
+	assert_failure
+	assert_output --partial "Read-only file system"
+	run dd if=/dev/zero of="$VC_MNT/rw.img" bs=4k count=1 conv=notrunc status=none
+	assert_failure
+	assert_output --partial "Read-only file system"
+	# The writer that had it open goes on.
+	printf 'still' >&"$writer"
+	[ "$(head -c 5 "$VC_SRC/rw.img")" = still ]
+	grep -F 'rw.img: readonly=yes for new opens; its open writers keep writing' "$VC_LOG"
+	# And back: writable again for new opens.
+	mh_conf writeback
+	rl_hup
+	echo again | dd of="$VC_MNT/ro.img" bs=4k conv=sync,notrunc status=none
+	[ "$(head -c 5 "$VC_SRC/ro.img")" = again ]
+}
+
+@test "a switch whose new descriptor cannot be opened keeps the old mode and says why; the next reload retries it" {
+	truncate -s 16M "$VC_SRC/disk.img"
+	rl_conf disk.img writeback
+	VCACHEFS_FAULT=open:1:EIO vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
+	mh_open_fd '<>' "$VC_MNT/disk.img"
+	rl_conf disk.img none
+	rl_hup
+	grep -F 'disk.img: stays cache=writeback aio=threads: cache=none: cannot open the backing file: Input/output error' "$VC_LOG"
+	grep -F 'reload: 0 image(s) switched' "$VC_LOG"
+	rl_assert_mode "$VC_SRC/disk.img" writeback
+	echo ok | dd of="$VC_MNT/disk.img" bs=4k conv=sync,notrunc status=none
+	# Same file again: what is pending is tried again.
+	rl_hup
+	grep -F 'reload: 1 image(s) switched' "$VC_LOG"
+	rl_assert_mode "$VC_SRC/disk.img" none
+	vc_check_log
+}
