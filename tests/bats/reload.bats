@@ -130,34 +130,36 @@ RL_STEPS=(none unsafe directsync writethrough writeback)
 }
 
 # qemu-io reading its commands from a fifo, so it keeps the image open.
+# One command at a time, each waited for: qemu-io reads stdin through
+# stdio, so lines that arrive together would wait for more input.
 rl_qemu_start() {	# IMG
 	mkfifo "$VC_TMP/q.fifo"
-	qemu-io -f raw "$1" <"$VC_TMP/q.fifo" >"$VC_TMP/q.out" 2>&1 &
+	stdbuf -oL qemu-io -f raw "$1" <"$VC_TMP/q.fifo" >"$VC_TMP/q.out" 2>&1 &
 	RL_QPID=$!
 	dh_bg "$RL_QPID"
 	exec {RL_QFD}>"$VC_TMP/q.fifo"
 	MH_FDS+=("$RL_QFD")
+	RL_QN=0
+	rl_qemu_wait
+}
+
+# Wait for qemu-io's prompt after the commands sent so far.
+rl_qemu_wait() {
+	local i
+	for i in $(seq 1 200); do
+		[ "$(grep -o 'qemu-io> ' "$VC_TMP/q.out" | wc -l)" -gt "$RL_QN" ] && return 0
+		kill -0 "$RL_QPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "qemu-io did not finish command $RL_QN:" >&2
+	cat "$VC_TMP/q.out" >&2
+	return 1
 }
 
 rl_qemu() {	# COMMAND
 	echo "$1" >&"$RL_QFD"
-}
-
-# Wait until the backing file holds byte PATTERN at 1 MiB block N (so
-# qemu-io has done that write).
-rl_wait_block() {	# FILE N PATTERN
-	local i
-	for i in $(seq 1 200); do
-		python3 -c '
-import sys
-with open(sys.argv[1], "rb") as f:
-    f.seek(int(sys.argv[2]) << 20)
-    sys.exit(0 if f.read(1 << 20) == bytes([int(sys.argv[3], 16)]) * (1 << 20) else 1)
-' "$1" "$2" "$3" && return 0
-		sleep 0.05
-	done
-	echo "block $2 of $1 never got pattern $3" >&2
-	return 1
+	RL_QN=$((RL_QN + 1))
+	rl_qemu_wait
 }
 
 @test "qemu-io holding the image open through the mount reads back every write across the same switches" {
@@ -167,7 +169,6 @@ with open(sys.argv[1], "rb") as f:
 	rl_qemu_start "$VC_MNT/disk.img"
 	local n=0 p
 	rl_qemu "write -P 0x10 0 1M"
-	rl_wait_block "$VC_SRC/disk.img" 0 0x10
 	rl_assert_mode "$VC_SRC/disk.img" writeback
 	for m in "${RL_STEPS[@]}"; do
 		n=$((n + 1))
@@ -179,18 +180,22 @@ with open(sys.argv[1], "rb") as f:
 		rl_qemu "read -P $(printf '0x%02x' $((0x10 + n - 1))) $(((n - 1) << 20)) 1M"
 		rl_qemu "write -P $p $((n << 20)) 1M"
 		rl_qemu "flush"
-		rl_wait_block "$VC_SRC/disk.img" "$n" "$p"
 	done
 	for ((i = 0; i <= n; i++)); do
 		rl_qemu "read -P $(printf '0x%02x' $((0x10 + i))) $((i << 20)) 1M"
 	done
-	rl_qemu quit
+	echo quit >&"$RL_QFD"
 	exec {RL_QFD}>&-
 	wait "$RL_QPID"
 	cat "$VC_TMP/q.out"
 	! grep -qiE 'fail|error' "$VC_TMP/q.out"
-	[ "$(grep -c '^\(qemu-io> \)*read 1048576/1048576' "$VC_TMP/q.out")" -eq $((2 * n + 1)) ]
-	[ "$(grep -c 'wrote 1048576/1048576' "$VC_TMP/q.out")" -eq $((n + 1)) ]
+	[ "$(grep -o 'read 1048576/1048576' "$VC_TMP/q.out" | wc -l)" -eq $((2 * n + 1)) ]
+	[ "$(grep -o 'wrote 1048576/1048576' "$VC_TMP/q.out" | wc -l)" -eq $((n + 1)) ]
+	# And the backing file holds them all.
+	for ((i = 0; i <= n; i++)); do
+		cmp <(head -c 1M /dev/zero | tr '\0' "\\$(printf '%03o' $((0x10 + i)))") \
+			<(dd if="$VC_SRC/disk.img" bs=1M skip="$i" count=1 status=none)
+	done
 	vc_check_log
 }
 
