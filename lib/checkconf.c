@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -168,33 +170,111 @@ checkconf_line(const struct vc_config *cfg, struct vc_resolver *rs,
 	free(d);
 }
 
+/*
+ * The regular files under srcfd, sorted, into w. Returns 0 or the -errno
+ * that stopped the walk (-ENOMEM); unreadable parts are in w->err.
+ */
+static int
+checkconf_collect(struct checkconf_walk *w, int srcfd)
+{
+	int fd, err = 0;
+
+	/* A descriptor of our own: readdir() must not move the caller's. */
+	fd = openat(srcfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		checkconf_note(w, -errno, "");
+	else
+		err = checkconf_walk_dir(w, fd, "");
+	if (err == 0)
+		qsort(w->paths, w->npaths, sizeof(*w->paths), checkconf_cmp);
+	else
+		log_warnc(err, "%s", w->srcname);
+	return err;
+}
+
+static void
+checkconf_walk_free(struct checkconf_walk *w)
+{
+	for (size_t i = 0; i < w->npaths; i++)
+		free(w->paths[i]);
+	free(w->paths);
+	w->paths = NULL;
+	w->npaths = w->cap = 0;
+}
+
+/* Whether rule names one of the files (as an exact name or a glob). */
+static bool
+checkconf_rule_matches(const struct vc_rule *r, const struct checkconf_walk *w)
+{
+	for (size_t i = 0; i < w->npaths; i++) {
+		if (r->is_glob ? fnmatch(r->pattern, w->paths[i],
+		    FNM_PATHNAME | FNM_PERIOD) == 0 :
+		    strcmp(r->pattern, w->paths[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static unsigned
+checkconf_warn_unmatched(const struct vc_config *cfg,
+    const struct checkconf_walk *w, const char *srcname,
+    void (*say)(const char *line, void *arg), void *arg)
+{
+	char line[PATH_MAX + 256];
+	unsigned n = 0;
+
+	for (size_t i = 0; i < cfg->nrules; i++) {
+		const struct vc_rule *r = &cfg->rules[i];
+
+		if (r->is_format || checkconf_rule_matches(r, w))
+			continue;
+		snprintf(line, sizeof(line), "%s:%d: warning: [%s] matches no "
+		    "file under %s", cfg->path != NULL ? cfg->path :
+		    "built-in defaults", r->line, r->pattern, srcname);
+		if (say != NULL)
+			say(line, arg);
+		else
+			log_warnx("%s", line);
+		n++;
+	}
+	return n;
+}
+
+int
+checkconf_unmatched(const struct vc_config *cfg, int srcfd,
+    const char *srcname, void (*say)(const char *line, void *arg), void *arg)
+{
+	struct checkconf_walk w = { .srcname = srcname };
+	int err;
+
+	if (cfg->nrules == 0)
+		return 0;
+	err = checkconf_collect(&w, srcfd);
+	if (err == 0)
+		err = (int)checkconf_warn_unmatched(cfg, &w, srcname, say, arg);
+	checkconf_walk_free(&w);
+	return err;
+}
+
 int
 checkconf_print(const struct vc_config *cfg, struct vc_resolver *rs,
     int srcfd, const char *srcname,
     FILE *out)
 {
 	struct checkconf_walk w = { .srcname = srcname };
-	int fd, err = 0;
+	int err;
 
+	err = checkconf_collect(&w, srcfd);
+	/* A typo in a section name would otherwise pass unnoticed. */
+	if (err == 0)
+		checkconf_warn_unmatched(cfg, &w, srcname, NULL, NULL);
 	fprintf(out, "%s: configuration OK\n",
 	    cfg->path != NULL ? cfg->path : "built-in defaults");
-
-	/* A descriptor of our own: readdir() must not move the caller's. */
-	fd = openat(srcfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1)
-		checkconf_note(&w, -errno, "");
-	else
-		err = checkconf_walk_dir(&w, fd, "");
 	if (err == 0) {
-		qsort(w.paths, w.npaths, sizeof(*w.paths), checkconf_cmp);
 		for (size_t i = 0; i < w.npaths; i++)
 			checkconf_line(cfg, rs, w.paths[i], out);
-	} else {
-		log_warnc(err, "%s", srcname);
 	}
-	for (size_t i = 0; i < w.npaths; i++)
-		free(w.paths[i]);
-	free(w.paths);
+	checkconf_walk_free(&w);
 	if (err == 0)
 		err = w.err;
 	if (fflush(out) == EOF || ferror(out))

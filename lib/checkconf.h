@@ -26,4 +26,15 @@ struct vc_resolver;
 int checkconf_print(const struct vc_config *cfg, struct vc_resolver *rs,
     int srcfd, const char *srcname, FILE *out);
 
+/*
+ * A warning for each section (not [global], not a format section) that
+ * names no regular file under srcfd, exact name or glob:
+ *   "CONFIG:LINE: warning: [PATTERN] matches no file under SRCNAME"
+ * passed to say(line, arg), or logged with log_warnx() when say is NULL.
+ * checkconf_print() logs the same warnings first. It is only a warning:
+ * the configuration stays valid. Returns the number of warnings or -errno.
+ */
+int checkconf_unmatched(const struct vc_config *cfg, int srcfd,
+    const char *srcname, void (*say)(const char *line, void *arg), void *arg);
+
 #endif

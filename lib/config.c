@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,8 @@ struct cfg_section {
 struct cfg_parser {
 	struct vc_config *cfg;
 	const char *path;		/* for messages, as the caller gave it */
+	vc_cfg_say say;			/* where messages go; NULL: log_warnx() */
+	void *say_arg;
 	FILE *fp;
 	char *line;			/* getline() buffer, owned */
 	size_t linecap;
@@ -165,6 +168,24 @@ struct cfg_parser {
 
 static void cfg_error(struct cfg_parser *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+static void cfg_say(vc_cfg_say say, void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* One message line: to say, or to the log as it always went. */
+static void
+cfg_say(vc_cfg_say say, void *arg, const char *fmt, ...)
+{
+	char line[PATH_MAX + 600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (say != NULL)
+		say(line, arg);
+	else
+		log_warnx("%s", line);
+}
 
 /* Log "FILE:LINE: message" for the current line and count it. */
 static void
@@ -176,7 +197,7 @@ cfg_error(struct cfg_parser *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warnx("%s:%d: %s", p->path, p->lineno, msg);
+	cfg_say(p->say, p->say_arg, "%s:%d: %s", p->path, p->lineno, msg);
 	p->nerrors++;
 }
 
@@ -588,9 +609,11 @@ cfg_inherit(struct vc_config *cfg)
 
 /* Parse fp into cfg. Returns 0, -EINVAL after logging errors, or -errno. */
 static int
-cfg_parse(struct vc_config *cfg, const char *path, FILE *fp)
+cfg_parse(struct vc_config *cfg, const char *path, FILE *fp, vc_cfg_say say,
+    void *say_arg)
 {
-	struct cfg_parser p = { .cfg = cfg, .path = path, .fp = fp };
+	struct cfg_parser p = { .cfg = cfg, .path = path, .fp = fp,
+	    .say = say, .say_arg = say_arg };
 	int line;
 
 	line = ini_parse_stream(cfg_reader, &p, cfg_handler, &p);
@@ -598,7 +621,7 @@ cfg_parse(struct vc_config *cfg, const char *path, FILE *fp)
 	if (p.err == 0 && line == -2)
 		p.err = -ENOMEM;
 	if (p.err != 0) {
-		log_warnc(p.err, "%s", path);
+		cfg_say(say, say_arg, "%s: %s", path, strerror(-p.err));
 		return p.err;
 	}
 	if (line > 0) {
@@ -615,6 +638,13 @@ cfg_parse(struct vc_config *cfg, const char *path, FILE *fp)
 int
 cfg_load(const char *path, bool must_exist, struct vc_config **cfgp)
 {
+	return cfg_load_say(path, must_exist, cfgp, NULL, NULL);
+}
+
+int
+cfg_load_say(const char *path, bool must_exist, struct vc_config **cfgp,
+    vc_cfg_say say, void *say_arg)
+{
 	struct vc_config *cfg;
 	FILE *fp;
 	int err;
@@ -622,7 +652,7 @@ cfg_load(const char *path, bool must_exist, struct vc_config **cfgp)
 	*cfgp = NULL;
 	cfg = cfg_new();
 	if (cfg == NULL) {
-		log_warnc(ENOMEM, "%s", path);
+		cfg_say(say, say_arg, "%s: %s", path, strerror(ENOMEM));
 		return -ENOMEM;
 	}
 	fp = fopen(path, "re");
@@ -632,16 +662,16 @@ cfg_load(const char *path, bool must_exist, struct vc_config **cfgp)
 			*cfgp = cfg;
 			return 0;
 		}
-		log_warnc(err, "%s", path);
+		cfg_say(say, say_arg, "%s: %s", path, strerror(-err));
 		cfg_free(cfg);
 		return err;
 	}
 	cfg->path = strdup(path);
 	if (cfg->path == NULL) {
 		err = -ENOMEM;
-		log_warnc(err, "%s", path);
+		cfg_say(say, say_arg, "%s: %s", path, strerror(-err));
 	} else {
-		err = cfg_parse(cfg, path, fp);
+		err = cfg_parse(cfg, path, fp, say, say_arg);
 	}
 	fclose(fp);
 	if (err < 0) {

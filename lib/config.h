@@ -62,6 +62,16 @@ struct vc_config {
  * sets *cfgp (owned by the caller, free with cfg_free()).
  */
 int cfg_load(const char *path, bool must_exist, struct vc_config **cfgp);
+
+/* Where a loader's message lines go (a reload collects them). */
+typedef void (*vc_cfg_say)(const char *line, void *arg);
+/*
+ * cfg_load(), with every message line ("FILE:LINE: message", or
+ * "FILE: error" when the file cannot be read) passed to say(line, arg)
+ * instead of the log; say NULL logs them as cfg_load() does.
+ */
+int cfg_load_say(const char *path, bool must_exist, struct vc_config **cfgp,
+    vc_cfg_say say, void *say_arg);
 void cfg_free(struct vc_config *cfg);
 
 /* Built-in defaults only; never fails except -ENOMEM. */

@@ -72,16 +72,30 @@ resolver_exit(struct vc_resolver *rs)
 	pthread_mutex_destroy(&rs->lock);
 }
 
+/* The config now: a reload replaces it (resolver_set_config()). */
+static const struct vc_config *
+resolve_cfg(const struct vc_resolver *rs)
+{
+	return __atomic_load_n(&rs->cfg, __ATOMIC_ACQUIRE);
+}
+
+void
+resolver_set_config(struct vc_resolver *rs, const struct vc_config *cfg)
+{
+	__atomic_store_n(&rs->cfg, cfg, __ATOMIC_RELEASE);
+}
+
 /* The settings the names give relpath: its section, or [global]. */
 static const struct vc_image_conf *
 resolve_named_conf(const struct vc_resolver *rs, const char *relpath,
     const struct vc_rule **rule)
 {
-	const struct vc_rule *r = cfg_name_rule(rs->cfg, relpath);
+	const struct vc_config *cfg = resolve_cfg(rs);
+	const struct vc_rule *r = cfg_name_rule(cfg, relpath);
 
 	if (rule != NULL)
 		*rule = r;
-	return r != NULL ? &r->conf : &rs->cfg->global;
+	return r != NULL ? &r->conf : &cfg->global;
 }
 
 static bool
@@ -290,8 +304,10 @@ resolve_downward(struct vc_resolver *rs, const char *relpath,
 	if (rs->open_walk != NULL)
 		rs->open_walk(rs->open_arg, resolve_down_visit, dn);
 	/* Configured overlays: images named exactly by a section. */
-	for (size_t i = 0; i < rs->cfg->nrules; i++) {
-		const struct vc_rule *r = &rs->cfg->rules[i];
+	const struct vc_config *cfg = resolve_cfg(rs);
+
+	for (size_t i = 0; i < cfg->nrules; i++) {
+		const struct vc_rule *r = &cfg->rules[i];
 
 		if (!r->is_glob && !r->is_format)
 			resolve_down_visit(r->pattern, r->conf.cache, dn);
@@ -339,7 +355,7 @@ resolve_image(struct vc_resolver *rs, const char *relpath,
 		goto out;
 
 	/* Format sections. */
-	rule = cfg_format_rule(rs->cfg, d->probe.format == QCOW2_FORMAT_RAW ?
+	rule = cfg_format_rule(resolve_cfg(rs), d->probe.format == QCOW2_FORMAT_RAW ?
 	    VC_FORMAT_RAW : VC_FORMAT_QCOW2);
 	if (rule != NULL) {
 		d->conf = rule->conf;
@@ -367,7 +383,8 @@ resolve_image(struct vc_resolver *rs, const char *relpath,
 		goto out;
 	}
 	for (unsigned i = 0; i < ch->n; i++) {
-		const struct vc_rule *below = cfg_name_rule(rs->cfg, ch->name[i]);
+		const struct vc_rule *below = cfg_name_rule(resolve_cfg(rs),
+		    ch->name[i]);
 
 		if (below == NULL)
 			continue;

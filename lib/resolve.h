@@ -40,6 +40,8 @@ typedef void (*vc_open_visit)(const char *relpath, enum vc_cache_mode cache,
 typedef void (*vc_open_walk)(void *walk_arg, vc_open_visit fn, void *fn_arg);
 
 struct vc_resolver {
+	/* Not owned; replaced by a reload, old ones stay valid (see
+	 * vc_registry): read it with an atomic load, resolve_cfg(). */
 	const struct vc_config *cfg;
 	int rootfd;			/* the source directory, not owned */
 	const char *source;		/* absolute paths, for backing names */
@@ -63,6 +65,8 @@ struct vc_decision {
 int resolver_init(struct vc_resolver *rs, const struct vc_config *cfg,
     int rootfd, const char *source, const char *mountpoint);
 void resolver_exit(struct vc_resolver *rs);
+/* Decide with cfg from now on (a reload); cfg must outlive the resolver. */
+void resolver_set_config(struct vc_resolver *rs, const struct vc_config *cfg);
 
 /*
  * Decide the settings of the image at relpath (relative to the mount

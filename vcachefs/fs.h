@@ -12,6 +12,7 @@
 #include "config.h"
 #include "image.h"
 #include "inode.h"
+#include "reload.h"
 #include "resolve.h"
 #include "uring.h"
 
@@ -26,6 +27,7 @@ struct vc_fs {
 	struct vc_uring uring;
 	struct vc_resolver resolver;
 	bool resolver_ok;
+	struct vc_reload reload;	/* SIGHUP and vcachefsctl reload */
 	bool uring_ok;			/* uring is set up */
 	bool fuse_uring;		/* FUSE requests may come through io_uring */
 	char fuse_uring_why[160];	/* why not, for the log */

@@ -543,6 +543,31 @@ vc_ring_abort(struct vc_fs *fs)
 	}
 }
 
+/*
+ * At stop, images in writeback and unsafe (open ones after a forced stop,
+ * and closed ones the kernel had not written back yet) are synced one by
+ * one, so the log can say how much a host crash would have lost; the
+ * syncfs that follows covers everything else.
+ */
+static void
+vc_make_durable(struct vc_fs *fs)
+{
+	uint64_t bytes;
+	bool known;
+	int n;
+
+	n = registry_make_durable(&fs->registry, &bytes, &known);
+	if (n < 0)
+		log_warnc(n, "stop: making writeback/unsafe images durable");
+	else if (n > 0 && known)
+		log_info("stop: made %llu bytes durable (%d image(s) in "
+		    "writeback or unsafe)", (unsigned long long)bytes, n);
+	else if (n > 0)
+		log_info("stop: made %d image(s) in writeback or unsafe durable "
+		    "(at least %llu dirty bytes; cachestat(2) could not tell "
+		    "them all)", n, (unsigned long long)bytes);
+}
+
 static int
 vc_serve(struct vc_fs *fs, const struct vc_opts *o,
     const struct vc_fuse_uring_plan *plan)
@@ -627,6 +652,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	if (fs->fuse_uring)
 		fuse_uring_free();	/* no reply can come any more */
 	/* In-flight requests are done: make what was written durable. */
+	vc_make_durable(fs);
 	r2 = itable_syncfs(&fs->itable);
 	if (r2 < 0)
 		log_warnc(r2, "syncfs %s", fs->source);
@@ -740,6 +766,10 @@ main(int argc, char **argv)
 	fs.source = source;
 	fs.mountpoint = mnt;
 	fs.timeout = VC_TIMEOUT_DEFAULT;
+	/* SIGHUP (and vcachefsctl reload) re-read the file from now on. */
+	reload_init(&fs.reload, o.config, o.config_named, &fs.cfg,
+	    &fs.registry, &fs.resolver, fs.itable.root.fd, source);
+	checkconf_unmatched(fs.cfg, fs.itable.root.fd, source, NULL, NULL);
 	/* Modes from the kernel already carry the caller's umask. */
 	umask(0);
 
@@ -776,6 +806,7 @@ out_fs:
 	registry_exit(&fs.registry);
 	if (fs.resolver_ok)
 		resolver_exit(&fs.resolver);
+	reload_exit(&fs.reload);
 	itable_exit(&fs.itable);
 out_cfg:
 	cfg_free(fs.cfg);

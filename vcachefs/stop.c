@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "reload.h"
 #include "stop.h"
 
 #define FUSECTL_DIR "/sys/fs/fuse/connections"
@@ -132,8 +133,9 @@ stop_main(void *arg)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			log_info("SIGHUP: reloading the configuration is not "
-			    "supported yet; nothing changed");
+			/* Logs each error, switch and its summary itself. */
+			log_info("SIGHUP: reloading %s", stop_fs->reload.path);
+			reload_config(&stop_fs->reload, NULL, NULL);
 			continue;
 		}
 		if (stop_request(sig, &refused_at))

@@ -1,0 +1,128 @@
+/*
+ * reload.c - re-read the configuration and apply it (see reload.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkconf.h"
+#include "config.h"
+#include "image.h"
+#include "log.h"
+#include "reload.h"
+
+void
+reload_init(struct vc_reload *rl, const char *path, bool named,
+    struct vc_config **cfg, struct vc_registry *registry,
+    struct vc_resolver *resolver, int srcfd, const char *source)
+{
+	memset(rl, 0, sizeof(*rl));
+	rl->path = path;
+	rl->named = named;
+	rl->cfg = cfg;
+	rl->registry = registry;
+	rl->resolver = resolver;
+	rl->srcfd = srcfd;
+	rl->source = source;
+	pthread_mutex_init(&rl->lock, NULL);
+	rl->ready = true;
+}
+
+void
+reload_exit(struct vc_reload *rl)
+{
+	if (!rl->ready)
+		return;
+	for (size_t i = 0; i < rl->nold; i++)
+		cfg_free(rl->old[i]);
+	free(rl->old);
+	rl->old = NULL;
+	rl->nold = 0;
+	pthread_mutex_destroy(&rl->lock);
+	rl->ready = false;
+}
+
+/*
+ * Every line a reload produces goes to the log and to the caller's say
+ * (a control client); SIGHUP passes no say and reads the log.
+ */
+struct reload_said {
+	void (*say)(const char *line, void *arg);
+	void *arg;
+	unsigned lines;
+};
+
+static void
+reload_say_error(const char *line, void *arg)
+{
+	struct reload_said *s = arg;
+
+	s->lines++;
+	log_warnx("%s", line);
+	if (s->say != NULL)
+		s->say(line, s->arg);
+}
+
+static void reload_say(struct reload_said *s, bool warn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reload_say(struct reload_said *s, bool warn, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (warn)
+		log_warnx("%s", line);
+	else
+		log_info("%s", line);
+	if (s->say != NULL)
+		s->say(line, s->arg);
+}
+
+int
+reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
+    void *arg)
+{
+	struct reload_said s = { .say = say, .arg = arg };
+	struct vc_config *cfg, **old;
+	unsigned switched;
+	int err;
+
+	pthread_mutex_lock(&rl->lock);
+	err = cfg_load_say(rl->path, rl->named, &cfg, reload_say_error, &s);
+	if (err < 0) {
+		/* A file that cannot be read at all is one error. */
+		reload_say(&s, true, "reload rejected: %u error(s); the old "
+		    "configuration stays", s.lines > 0 ? s.lines : 1);
+		pthread_mutex_unlock(&rl->lock);
+		return err;
+	}
+	old = realloc(rl->old, (rl->nold + 1) * sizeof(*old));
+	if (old == NULL) {
+		cfg_free(cfg);
+		reload_say(&s, true, "reload rejected: out of memory; the old "
+		    "configuration stays");
+		pthread_mutex_unlock(&rl->lock);
+		return -ENOMEM;
+	}
+	rl->old = old;
+	/* A warning only: the configuration is still accepted. */
+	if (rl->srcfd >= 0)
+		checkconf_unmatched(cfg, rl->srcfd, rl->source,
+		    reload_say_error, &s);
+	/* Kept until exit: openers may still read the one replaced. */
+	rl->old[rl->nold++] = *rl->cfg;
+	*rl->cfg = cfg;
+	registry_set_config(rl->registry, cfg);
+	/* It logs each switch itself. */
+	switched = registry_recompute(rl->registry, say, arg);
+	reload_say(&s, false, "reload: %u image(s) switched", switched);
+	pthread_mutex_unlock(&rl->lock);
+	return 0;
+}
