@@ -94,9 +94,13 @@ rl_make_dirty() {	# MNTFILE SRCFILE
 
 RL_STEPS=(none unsafe directsync writethrough writeback)
 
-@test "fio --verify=crc32c keeps its data while SIGHUP switches its image writeback -> none -> unsafe -> directsync -> writethrough -> writeback" {
+# fio verifies its data while SIGHUP steps the image's mode through
+# RL_STEPS; AIO is the image's engine (native falls back to threads in
+# the buffered modes, and comes back with O_DIRECT).
+rl_fio_switch() {	# AIO
+	local aio=$1
 	truncate -s 32M "$VC_SRC/disk.img"
-	rl_conf disk.img writeback
+	rl_conf disk.img writeback "aio = $aio"
 	vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
 	# Two clients on halves of the image: buffered psync, and O_DIRECT
 	# io_uring with a queue. Rate-limited so that it writes during
@@ -112,7 +116,7 @@ RL_STEPS=(none unsafe directsync writethrough writeback)
 	sleep 0.5	# fio has opened the image and writes
 	rl_assert_mode "$VC_SRC/disk.img" writeback
 	for m in "${RL_STEPS[@]}"; do
-		rl_conf disk.img "$m"
+		rl_conf disk.img "$m" "aio = $aio"
 		rl_hup
 		rl_assert_mode "$VC_SRC/disk.img" "$m"
 		grep -q "disk.img: cache=.* -> cache=$m " "$VC_LOG"
@@ -127,6 +131,18 @@ RL_STEPS=(none unsafe directsync writethrough writeback)
 	echo "$output" | grep -qE 'READ: .*io=[1-9]'
 	[ "$(grep -c 'image(s) switched' "$VC_LOG")" -eq ${#RL_STEPS[@]} ]
 	vc_check_log
+}
+
+@test "fio --verify=crc32c keeps its data while SIGHUP switches its image writeback -> none -> unsafe -> directsync -> writethrough -> writeback" {
+	rl_fio_switch threads
+}
+
+@test "the same switches with aio=io_uring (the io_uring engine under fio verify)" {
+	rl_fio_switch io_uring
+}
+
+@test "the same switches with aio=native" {
+	rl_fio_switch native
 }
 
 # qemu-io reading its commands from a fifo, so it keeps the image open.
