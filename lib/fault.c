@@ -33,6 +33,7 @@ static const char *const fault_names[VC_FAULT_NPOINTS] = {
 	[VC_FAULT_RING_REGISTER] = "ring_register",
 	[VC_FAULT_OPEN] = "open",
 	[VC_FAULT_RING_FALLBACK] = "ring_fallback",
+	[VC_FAULT_NO_CACHESTAT] = "cachestat",
 };
 
 static const struct { const char *name; int err; } fault_errnos[] = {

@@ -27,6 +27,7 @@ enum vc_fault_point {
 	VC_FAULT_RING_REGISTER,	/* the kernel's answer to one REGISTER */
 	VC_FAULT_OPEN,		/* opening an image's backing descriptor */
 	VC_FAULT_RING_FALLBACK,	/* the REGISTER that sends the kernel back to /dev/fuse */
+	VC_FAULT_NO_CACHESTAT,	/* cachestat(2): any action makes pagecache.c use mincore */
 	VC_FAULT_NPOINTS
 };
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -152,6 +153,7 @@ image_free(struct vc_image *img)
 	rangelock_destroy(&img->rmw);
 	pthread_mutex_destroy(&img->upgrade_lock);
 	free(img->relpath);
+	free(img->rule);	/* Q-STUB */
 	free(img);
 }
 
@@ -240,6 +242,7 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 	 */
 	if (img->policy->o_direct && r->resolver != NULL && err == 0)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	img->rule = strdup(rule);	/* Q-STUB: for image_info */
 	log_debug("%s: opened cache=%s aio=%s readonly=%s (from %s)",
 	    img->relpath, img->policy->name, policy_aio_name(img->aio),
 	    img->conf.readonly ? "yes" : "no", rule);
@@ -450,4 +453,78 @@ registry_conf(struct vc_registry *r, struct vc_inode *dir, const char *name,
 	}
 	registry_decide(r, rel, conf, NULL, 0);
 	return 0;
+}
+
+/*
+ * Q-STUB: minimal image_info/registry_each/registry_find (the design's
+ * interface) so the control socket builds and runs before R's versions
+ * land; at merge take R's and drop these. The caller's reference is not
+ * counted in opencount; want is conf and format is what the config says.
+ */
+void
+image_info(struct vc_image *img, struct vc_image_info *out)
+{
+	struct stat st;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->relpath, sizeof(out->relpath), "%s", img->relpath);
+	out->conf = img->conf;
+	out->want = img->conf;
+	out->aio = img->aio;
+	snprintf(out->rule, sizeof(out->rule), "%s",
+	    img->rule != NULL ? img->rule : "?");
+	snprintf(out->format, sizeof(out->format), "%s",
+	    img->conf.format == VC_FORMAT_QCOW2 ? "qcow2" : "raw");
+	pthread_rwlock_rdlock(&img->fdlock);
+	if (fstat(img->fd, &st) == 0)
+		out->virtual_size = (uint64_t)st.st_size;
+	pthread_rwlock_unlock(&img->fdlock);
+	out->opencount = __atomic_load_n(&img->opencount, __ATOMIC_RELAXED) - 1;
+}
+
+int
+registry_each(struct vc_registry *r,
+    int (*fn)(struct vc_image *img, void *arg), void *arg)
+{
+	struct vc_image **list, *img;
+	unsigned n = 0, i;
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	list = calloc(r->nopen + 1, sizeof(*list));
+	if (list == NULL) {
+		pthread_mutex_unlock(&r->lock);
+		return -ENOMEM;
+	}
+	for (img = r->open; img != NULL; img = img->next_open) {
+		img->opencount++;
+		list[n++] = img;
+	}
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < n; i++) {
+		if (ret >= 0) {
+			int e = fn(list[i], arg);
+
+			if (e < 0)
+				ret = e;
+		}
+		image_release(r, list[i]);
+	}
+	free(list);
+	return ret < 0 ? ret : (int)n;
+}
+
+struct vc_image *
+registry_find(struct vc_registry *r, const char *relpath)
+{
+	struct vc_image *img;
+
+	pthread_mutex_lock(&r->lock);
+	for (img = r->open; img != NULL; img = img->next_open)
+		if (strcmp(img->relpath, relpath) == 0)
+			break;
+	if (img != NULL)
+		img->opencount++;
+	pthread_mutex_unlock(&r->lock);
+	return img;
 }

@@ -89,6 +89,7 @@ struct vc_image {
 	int wb_err;
 
 	struct vc_image_stats stats;
+	char *rule;			/* Q-STUB (R replaces): what chose conf */
 	struct vc_image *next_open;	/* registry list; protected by registry lock */
 };
 
@@ -138,6 +139,31 @@ unsigned registry_foreach_open(struct vc_registry *r,
  */
 int registry_conf(struct vc_registry *r, struct vc_inode *dir,
     const char *name, struct vc_image_conf *conf);
+
+/*
+ * Q-STUB: the interface of the design (issue 12), minimal versions in
+ * image.c until R's lib/image.c lands; take R's at merge.
+ */
+/* Everything status shows about one open image; a consistent copy. */
+struct vc_image_info {
+	char relpath[4096];
+	struct vc_image_conf conf;	/* in effect */
+	struct vc_image_conf want;	/* what the config says now */
+	enum vc_aio_mode aio;		/* effective engine */
+	char rule[320];			/* what chose want ("[name]", "[global]", chain...) */
+	char pending[160];		/* why want is not in effect yet, "" when it is */
+	char format[16];		/* "raw", "qcow2", "qcow" as probed */
+	uint64_t virtual_size;
+	unsigned opencount;
+};
+void image_info(struct vc_image *img, struct vc_image_info *out);
+/* Call fn on each open image, holding a reference (fn may block: flush,
+ * cachestat); stops at the first fn that returns < 0 and returns that,
+ * else the number of images. */
+int registry_each(struct vc_registry *r,
+    int (*fn)(struct vc_image *img, void *arg), void *arg);
+/* The open image named relpath, with a reference (image_release), or NULL. */
+struct vc_image *registry_find(struct vc_registry *r, const char *relpath);
 
 /* Whether open(2) flags ask for write access. */
 bool image_flags_write(int flags);

@@ -55,6 +55,17 @@ ssize_t io_write(struct vc_image *img, const void *buf, size_t len, off_t off,
 /* A guest flush (FUSE FSYNC). Dropped, and counted, where the mode says so. */
 int io_fsync(struct vc_image *img, bool datasync);
 
+/*
+ * Q-STUB (the design's interface; P's versions replace the minimal ones
+ * at merge). Make the image's data durable now, whatever its mode (even
+ * unsafe): fdatasync on its backing descriptor. Returns 0 or -errno
+ * (latched errors included).
+ */
+int io_flush_now(struct vc_image *img);
+/* io_flush_now, then evict the image's pages from the host page cache
+ * (POSIX_FADV_DONTNEED on its descriptor). */
+int io_drop_cache(struct vc_image *img);
+
 /* Size changes and allocation through the image's descriptor. */
 int io_truncate(struct vc_image *img, off_t size);
 int io_fallocate(struct vc_image *img, int mode, off_t off, off_t len);
