@@ -31,6 +31,7 @@ LIB_SRC   := $(wildcard lib/*.c)
 DAEMON_SRC := $(wildcard vcachefs/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 TOOL_SRC  := $(wildcard tests/tools/*.c)
+CTL_SRC   := $(wildcard vcachefsctl/*.c)
 
 B  := build
 BA := build/asan
@@ -41,9 +42,12 @@ LIB_AOBJ   := $(LIB_SRC:%.c=$(BA)/obj/%.o)
 DAEMON_AOBJ := $(DAEMON_SRC:%.c=$(BA)/obj/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BA)/unit/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
+# vcachefsctl needs only the protocol from lib/.
+CTL_OBJ    := $(CTL_SRC:%.c=$(B)/obj/%.o) $(B)/obj/lib/ctlproto.o
+CTL_AOBJ   := $(CTL_SRC:%.c=$(BA)/obj/%.o) $(BA)/obj/lib/ctlproto.o
 
 .PHONY: all asan check unit deps demo install uninstall clean
-all: $(B)/vcachefs
+all: $(B)/vcachefs $(B)/vcachefsctl
 
 $(B)/obj/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
 	@mkdir -p $(dir $@)
@@ -59,6 +63,12 @@ $(B)/vcachefs: $(DAEMON_OBJ) $(LIB_OBJ)
 $(BA)/vcachefs: $(DAEMON_AOBJ) $(LIB_AOBJ)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
+$(B)/vcachefsctl: $(CTL_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^
+
+$(BA)/vcachefsctl: $(CTL_AOBJ)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^
+
 $(BA)/unit/%: tests/unit/%.c $(LIB_AOBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
@@ -67,7 +77,7 @@ $(B)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
 
-asan: $(BA)/vcachefs $(UNIT_BIN) $(TOOL_BIN)
+asan: $(BA)/vcachefs $(BA)/vcachefsctl $(UNIT_BIN) $(TOOL_BIN)
 
 deps:
 	@tests/deps.sh
@@ -85,12 +95,15 @@ demo: deps
 
 install: all
 	install -D -m 0755 $(B)/vcachefs $(DESTDIR)$(SBINDIR)/vcachefs
+	install -D -m 0755 $(B)/vcachefsctl $(DESTDIR)$(SBINDIR)/vcachefsctl
+	install -D -m 0644 man/vcachefsctl.8 $(DESTDIR)$(MANDIR)/man8/vcachefsctl.8
 	install -D -m 0644 man/vcachefs.8 $(DESTDIR)$(MANDIR)/man8/vcachefs.8
 	install -D -m 0644 man/vcachefs.conf.5 $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5
 	install -D -m 0644 etc/vcachefs.conf $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf.sample
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/vcachefs $(DESTDIR)$(MANDIR)/man8/vcachefs.8 \
+	    $(DESTDIR)$(SBINDIR)/vcachefsctl $(DESTDIR)$(MANDIR)/man8/vcachefsctl.8 \
 	    $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5 $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf.sample
 
 clean:

@@ -146,6 +146,19 @@ ctl_escape_path(const char *path, char *out, size_t len)
 	return 0;
 }
 
+int
+ctl_default_socket(const char *mountpoint, char *out, size_t len)
+{
+	char esc[256];
+	int r = ctl_escape_path(mountpoint, esc, sizeof(esc));
+
+	if (r < 0)
+		return r;
+	if (snprintf(out, len, "%s/%s.sock", CTL_SOCKET_DIR, esc) >= (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
 static void
 ctl_reason(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define CTL_SOCKET_DIR	"/run/vcachefs"	/* where default sockets live */
 #define CTL_REQ_MAX	4096	/* bytes of a request line, newline included */
 #define CTL_MAX_ARGS	256	/* image names in one request */
 #define CTL_MAX_PAIRS	96	/* key=value pairs in one reply record */
@@ -65,6 +66,10 @@ int ctl_decode(const char *s, size_t n, char *out);
  * leading '.' -> \xNN; "/" -> "-". Returns 0, or -ENAMETOOLONG.
  */
 int ctl_escape_path(const char *path, char *out, size_t len);
+
+/* The default socket of a mount point (absolute, normalized):
+ * CTL_SOCKET_DIR/<ctl_escape_path>.sock. Returns 0 or -ENAMETOOLONG. */
+int ctl_default_socket(const char *mountpoint, char *out, size_t len);
 
 /* A growing output buffer for replies and records. */
 struct ctl_buf {

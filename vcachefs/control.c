@@ -70,19 +70,6 @@ ctl_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-int
-control_default_path(const char *mountpoint, char *out, size_t len)
-{
-	char esc[sizeof(ctl.path)];
-	int r = ctl_escape_path(mountpoint, esc, sizeof(esc));
-
-	if (r < 0)
-		return r;
-	if (snprintf(out, len, "%s/%s.sock", VC_CONTROL_DIR, esc) >= (int)len)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
 /*
  * What is at path: 0 nothing (or a stale socket, now removed), or -errno
  * (EADDRINUSE: a daemon answers there; EEXIST: not a socket).
@@ -151,7 +138,7 @@ control_open(struct vc_fs *fs, const char *path)
 
 	ctl.fs = fs;
 	if (path == NULL) {
-		r = control_default_path(fs->mountpoint, def, sizeof(def));
+		r = ctl_default_socket(fs->mountpoint, def, sizeof(def));
 		if (r < 0) {
 			log_warnc(r, "control: no socket for %s (use --control "
 			    "PATH)", fs->mountpoint);

@@ -13,10 +13,9 @@
 
 #include "fs.h"
 
-#define VC_CONTROL_DIR	"/run/vcachefs"
+#include "ctlproto.h"
 
-/* The default socket of mountpoint: VC_CONTROL_DIR/<escaped>.sock. */
-int control_default_path(const char *mountpoint, char *out, size_t len);
+#define VC_CONTROL_DIR	CTL_SOCKET_DIR
 
 /*
  * Create and bind the socket: path, or the default when path is NULL
