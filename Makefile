@@ -120,14 +120,19 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 FUZZ_TIME  ?= 60
 
 .PHONY: fuzz fuzz-build
-fuzz-build: $(B)/fuzz/fuzz_qcow2
+fuzz-build: $(B)/fuzz/fuzz_qcow2 $(B)/fuzz/fuzz_ctlproto
 
 $(B)/fuzz/fuzz_qcow2: tests/fuzz/fuzz_qcow2.c lib/qcow2.c lib/qcow2.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_qcow2.c lib/qcow2.c
 
+$(B)/fuzz/fuzz_ctlproto: tests/fuzz/fuzz_ctlproto.c lib/ctlproto.c lib/ctlproto.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_ctlproto.c lib/ctlproto.c
+
 # make fuzz: run for FUZZ_TIME seconds. New inputs go to build/fuzz/corpus;
 # tests/images/bad is only read.
-fuzz: deps $(B)/fuzz/fuzz_qcow2
-	@mkdir -p $(B)/fuzz/corpus
+fuzz: deps $(B)/fuzz/fuzz_qcow2 $(B)/fuzz/fuzz_ctlproto
+	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/corpus_ctl
 	$(B)/fuzz/fuzz_qcow2 $(B)/fuzz/corpus tests/images/bad -max_len=8192 -max_total_time=$(FUZZ_TIME)
+	$(B)/fuzz/fuzz_ctlproto $(B)/fuzz/corpus_ctl -max_len=5000 -max_total_time=$(FUZZ_TIME)
