@@ -29,6 +29,8 @@ struct pc_cachestat {
 
 /* 0: not probed, 1: cachestat works, -1: no cachestat (ENOSYS). */
 static int pc_have_cachestat;
+/* What the last call used: false cachestat, true mincore. */
+static bool pc_used_mincore;
 
 static int
 pc_cachestat(int fd, uint64_t *resident, uint64_t *dirty)
@@ -116,6 +118,7 @@ pagecache_usage(int fd, uint64_t *resident, uint64_t *dirty, bool *dirty_known)
 		r = pc_cachestat(fd, resident, dirty);
 		if (r == 0) {
 			__atomic_store_n(&pc_have_cachestat, 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&pc_used_mincore, false, __ATOMIC_RELAXED);
 			*dirty_known = true;
 			return 0;
 		}
@@ -124,14 +127,17 @@ pagecache_usage(int fd, uint64_t *resident, uint64_t *dirty, bool *dirty_known)
 			return r;
 		__atomic_store_n(&pc_have_cachestat, -1, __ATOMIC_RELAXED);
 	}
+	__atomic_store_n(&pc_used_mincore, true, __ATOMIC_RELAXED);
 	return pc_mincore(fd, resident);
 }
 
 const char *
 pagecache_method(void)
 {
-	return __atomic_load_n(&pc_have_cachestat, __ATOMIC_RELAXED) < 0 ?
-	    "mincore" : "cachestat";
+	if (__atomic_load_n(&pc_have_cachestat, __ATOMIC_RELAXED) < 0 ||
+	    __atomic_load_n(&pc_used_mincore, __ATOMIC_RELAXED))
+		return "mincore";
+	return "cachestat";
 }
 
 int

@@ -19,7 +19,7 @@
 int pagecache_usage(int fd, uint64_t *resident, uint64_t *dirty,
     bool *dirty_known);
 
-/* Which method pagecache_usage uses here: "cachestat" or "mincore". */
+/* Which method pagecache_usage used last: "cachestat" or "mincore". */
 const char *pagecache_method(void);
 
 /* Evict the clean pages of fd's file (POSIX_FADV_DONTNEED). 0 or -errno. */

@@ -48,6 +48,7 @@ struct ctl_client {
 	size_t outoff;
 	bool closing;		/* close once out is sent */
 	bool eof;		/* the peer has sent all it will */
+	bool lingering;		/* closing: reply sent, input discarded until EOF */
 };
 
 static struct {
@@ -288,11 +289,19 @@ static void
 ctl_status(struct ctl_client *c)
 {
 	struct vc_fs *fs = ctl.fs;
+	struct ctl_buf imgs = { 0 };
 	struct timespec now;
 	char started[64];
 	struct tm tm;
 	int r;
 
+	/* Images first: the mount record says which page cache method they used. */
+	r = registry_each(&fs->registry, ctl_status_image, &imgs);
+	if (r < 0) {
+		ctl_buf_free(&imgs);
+		ctl_error(c, "status: %s", strerror(-r));
+		return;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	localtime_r(&fs->started_wall, &tm);
 	strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%S%z", &tm);
@@ -309,12 +318,12 @@ ctl_status(struct ctl_client *c)
 	ctl_buf_kvu(&c->out, "pid", (uint64_t)getpid());
 	ctl_buf_kv(&c->out, "version", VC_VERSION);
 	ctl_buf_kv(&c->out, "pagecache", pagecache_method());
-	ctl_buf_printf(&c->out, "\n");
-	r = registry_each(&fs->registry, ctl_status_image, &c->out);
-	if (r < 0)
-		ctl_error(c, "status: %s", strerror(-r));
-	else
-		ctl_buf_printf(&c->out, "ok\n");
+	ctl_buf_kvu(&c->out, "images", (uint64_t)r);
+	ctl_buf_printf(&c->out, "\n%s", imgs.p != NULL ? imgs.p : "");
+	if (imgs.failed)
+		c->out.failed = true;
+	ctl_buf_free(&imgs);
+	ctl_buf_printf(&c->out, "ok\n");
 }
 
 /* --- stats --- */
@@ -612,6 +621,29 @@ ctl_serve(struct ctl_client *c, const char *line, size_t len)
 }
 
 /*
+ * After the last reply of a closing connection: stop sending, and read
+ * and drop what the peer still sends, for a second at most. Closing at
+ * once could make the peer's own write fail (EPIPE) before it reads why.
+ */
+static bool
+ctl_linger(struct ctl_client *c)
+{
+	char sink[4096];
+	ssize_t n;
+
+	if (!c->lingering) {
+		(void)shutdown(c->fd, SHUT_WR);
+		c->lingering = true;
+		c->deadline = ctl_now_ms() + 1000;
+	}
+	while ((n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
+		;
+	if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		return false;
+	return ctl_now_ms() < c->deadline;
+}
+
+/*
  * Move one connection on: read what came (revents), send what is ready,
  * serve the next complete request once the last reply is out. Returns
  * false when the connection is to be closed now.
@@ -646,7 +678,7 @@ ctl_step(struct ctl_client *c, short revents)
 			c->outoff += (size_t)n;
 		}
 		if (c->closing)
-			return false;
+			return ctl_linger(c);
 		ctl_buf_free(&c->out);
 		c->outoff = 0;
 		nl = c->inlen > 0 ? memchr(c->in, '\n', c->inlen) : NULL;
@@ -696,16 +728,6 @@ ctl_accept(void)
 		close(fd);
 		return;
 	}
-	if (cred.uid != 0 && cred.uid != geteuid()) {
-		static const char msg[] = "error permission denied: only root "
-		    "or the daemon's user may use the control socket\n";
-
-		(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		close(fd);
-		log_warnx("control: refused pid %d uid %u: not root or uid %u",
-		    (int)cred.pid, (unsigned)cred.uid, (unsigned)geteuid());
-		return;
-	}
 	for (slot = 0; slot < CTL_MAX_CLIENTS; slot++)
 		if (ctl.clients[slot] == NULL)
 			break;
@@ -715,9 +737,17 @@ ctl_accept(void)
 
 		(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		close(fd);
-		log_warnx("control: refused pid %d: %d connections open",
-		    (int)cred.pid, CTL_MAX_CLIENTS);
+		log_warnx("control: refused pid %d uid %u: %d connections open",
+		    (int)cred.pid, (unsigned)cred.uid, CTL_MAX_CLIENTS);
 		return;
+	}
+	if (cred.uid != 0 && cred.uid != geteuid()) {
+		/* Told why, then closed (never served). */
+		ctl_buf_printf(&c->out, "error permission denied: only root or "
+		    "the daemon's user may use the control socket\n");
+		c->closing = true;
+		log_warnx("control: refused pid %d uid %u: not root or uid %u",
+		    (int)cred.pid, (unsigned)cred.uid, (unsigned)geteuid());
 	}
 	c->fd = fd;
 	c->pid = cred.pid;
@@ -751,7 +781,7 @@ ctl_thread(void *arg)
 			pfd[n] = (struct pollfd){ .fd = c->fd };
 			if (c->out.len > c->outoff)
 				pfd[n].events = POLLOUT;
-			else if (!c->closing && !c->eof)
+			else if ((!c->closing && !c->eof) || c->lingering)
 				pfd[n].events = POLLIN;
 			if (c->deadline != 0 && (next == 0 || c->deadline < next))
 				next = c->deadline;

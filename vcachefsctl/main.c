@@ -108,9 +108,23 @@ vctl_connect(struct vctl_conn *c, const char *path)
 	return 0;
 }
 
+static char *vctl_line_q(struct vctl_conn *c, bool quiet);
+
 /* The next reply line (NUL-terminated, no newline) or NULL at EOF/error. */
 static char *
 vctl_line(struct vctl_conn *c)
+{
+	return vctl_line_q(c, false);
+}
+
+static char *
+vctl_line_quiet(struct vctl_conn *c)
+{
+	return vctl_line_q(c, true);
+}
+
+static char *
+vctl_line_q(struct vctl_conn *c, bool quiet)
 {
 	for (;;) {
 		char *nl = memchr(c->buf + c->off, '\n', c->len - c->off);
@@ -134,6 +148,8 @@ vctl_line(struct vctl_conn *c)
 		}
 		n = read(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
 		if (n <= 0) {
+			if (quiet)
+				return NULL;
 			if (n < 0)
 				vctl_err("%s: read: %s", c->path, strerror(errno));
 			else
@@ -180,7 +196,19 @@ vctl_request(struct vctl_conn *c, const char *req, struct vctl_reply *r)
 		ssize_t n = send(c->fd, req + off, len - off, MSG_NOSIGNAL);
 
 		if (n < 0) {
-			vctl_err("%s: send: %s", c->path, strerror(errno));
+			int e = errno;
+			struct ctl_record rec;
+
+			/* A refusing daemon says why before it closes. */
+			if ((e == EPIPE || e == ECONNRESET) &&
+			    (line = vctl_line_quiet(c)) != NULL &&
+			    ctl_record_parse(line, &rec) == 0 &&
+			    strcmp(rec.type, "error") == 0) {
+				snprintf(r->error, sizeof(r->error), "%s",
+				    rec.message);
+				return 0;
+			}
+			vctl_err("%s: send: %s", c->path, strerror(e));
 			return -1;
 		}
 		off += (size_t)n;
