@@ -33,6 +33,7 @@ LIB_SRC   := $(wildcard lib/*.c)
 DAEMON_SRC := $(wildcard vcachefs/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 TOOL_SRC  := $(wildcard tests/tools/*.c)
+CTL_SRC   := $(wildcard vcachefsctl/*.c)
 
 B  := build
 BA := build/asan
@@ -43,9 +44,12 @@ LIB_AOBJ   := $(LIB_SRC:%.c=$(BA)/obj/%.o)
 DAEMON_AOBJ := $(DAEMON_SRC:%.c=$(BA)/obj/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BA)/unit/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
+# vcachefsctl needs only the protocol from lib/.
+CTL_OBJ    := $(CTL_SRC:%.c=$(B)/obj/%.o) $(B)/obj/lib/ctlproto.o
+CTL_AOBJ   := $(CTL_SRC:%.c=$(BA)/obj/%.o) $(BA)/obj/lib/ctlproto.o
 
 .PHONY: all asan check unit deps demo install uninstall clean
-all: $(B)/vcachefs
+all: $(B)/vcachefs $(B)/vcachefsctl
 
 $(B)/obj/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
 	@mkdir -p $(dir $@)
@@ -61,6 +65,12 @@ $(B)/vcachefs: $(DAEMON_OBJ) $(LIB_OBJ)
 $(BA)/vcachefs: $(DAEMON_AOBJ) $(LIB_AOBJ)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
+$(B)/vcachefsctl: $(CTL_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^
+
+$(BA)/vcachefsctl: $(CTL_AOBJ)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^
+
 $(BA)/unit/%: tests/unit/%.c $(LIB_AOBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
@@ -69,7 +79,7 @@ $(B)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
 
-asan: $(BA)/vcachefs $(UNIT_BIN) $(TOOL_BIN)
+asan: $(BA)/vcachefs $(BA)/vcachefsctl $(UNIT_BIN) $(TOOL_BIN)
 
 deps:
 	@tests/deps.sh
@@ -87,12 +97,15 @@ demo: deps
 
 install: all
 	install -D -m 0755 $(B)/vcachefs $(DESTDIR)$(SBINDIR)/vcachefs
+	install -D -m 0755 $(B)/vcachefsctl $(DESTDIR)$(SBINDIR)/vcachefsctl
+	install -D -m 0644 man/vcachefsctl.8 $(DESTDIR)$(MANDIR)/man8/vcachefsctl.8
 	install -D -m 0644 man/vcachefs.8 $(DESTDIR)$(MANDIR)/man8/vcachefs.8
 	install -D -m 0644 man/vcachefs.conf.5 $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5
 	install -D -m 0644 etc/vcachefs.conf $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf.sample
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/vcachefs $(DESTDIR)$(MANDIR)/man8/vcachefs.8 \
+	    $(DESTDIR)$(SBINDIR)/vcachefsctl $(DESTDIR)$(MANDIR)/man8/vcachefsctl.8 \
 	    $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5 $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf.sample
 
 clean:
@@ -109,14 +122,19 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 FUZZ_TIME  ?= 60
 
 .PHONY: fuzz fuzz-build
-fuzz-build: $(B)/fuzz/fuzz_qcow2
+fuzz-build: $(B)/fuzz/fuzz_qcow2 $(B)/fuzz/fuzz_ctlproto
 
 $(B)/fuzz/fuzz_qcow2: tests/fuzz/fuzz_qcow2.c lib/qcow2.c lib/qcow2.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_qcow2.c lib/qcow2.c
 
+$(B)/fuzz/fuzz_ctlproto: tests/fuzz/fuzz_ctlproto.c lib/ctlproto.c lib/ctlproto.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -Ilib $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_ctlproto.c lib/ctlproto.c
+
 # make fuzz: run for FUZZ_TIME seconds. New inputs go to build/fuzz/corpus;
 # tests/images/bad is only read.
-fuzz: deps $(B)/fuzz/fuzz_qcow2
-	@mkdir -p $(B)/fuzz/corpus
+fuzz: deps $(B)/fuzz/fuzz_qcow2 $(B)/fuzz/fuzz_ctlproto
+	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/corpus_ctl
 	$(B)/fuzz/fuzz_qcow2 $(B)/fuzz/corpus tests/images/bad -max_len=8192 -max_total_time=$(FUZZ_TIME)
+	$(B)/fuzz/fuzz_ctlproto $(B)/fuzz/corpus_ctl -max_len=5000 -max_total_time=$(FUZZ_TIME)

@@ -34,6 +34,7 @@ static const char *const fault_names[VC_FAULT_NPOINTS] = {
 	[VC_FAULT_OPEN] = "open",
 	[VC_FAULT_RING_FALLBACK] = "ring_fallback",
 	[VC_FAULT_CLOSE_RANGE] = "close_range",
+	[VC_FAULT_NO_CACHESTAT] = "cachestat",
 };
 
 static const struct { const char *name; int err; } fault_errnos[] = {

@@ -8,6 +8,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "config.h"
 #include "image.h"
@@ -31,6 +32,10 @@ struct vc_fs {
 	bool uring_ok;			/* uring is set up */
 	bool fuse_uring;		/* FUSE requests may come through io_uring */
 	char fuse_uring_why[160];	/* why not, for the log */
+	const char *config_path;	/* the file read at start; NULL: built-in defaults */
+	struct timespec started;	/* CLOCK_MONOTONIC, when serving began */
+	time_t started_wall;
+	const char *control_path;	/* the control socket; NULL: none */
 };
 
 /* The low-level operations table. */

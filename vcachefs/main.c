@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "checkconf.h"
+#include "control.h"
 #include "fault.h"
 #include "fs.h"
 #include "fuse_uring.h"
@@ -48,12 +49,13 @@ struct vc_opts {
 	unsigned buffer_mib;	/* --buffer-memory */
 	enum vc_fuse_uring_mode fuse_uring;
 	const char *log_file;
+	const char *control;	/* --control PATH; NULL: the default */
 	char mount_opts[1024];	/* -o options, joined with commas */
 	const char *source, *mountpoint;
 };
 
 enum { OPT_THREADS = 256, OPT_LOG_FILE, OPT_FORCE, OPT_CHECK_CONFIG,
-    OPT_FUSE_URING, OPT_BUFFER_MEMORY };
+    OPT_FUSE_URING, OPT_BUFFER_MEMORY, OPT_CONTROL };
 
 static const struct option vc_longopts[] = {
 	{ "config",	  required_argument, NULL, 'c' },
@@ -63,6 +65,7 @@ static const struct option vc_longopts[] = {
 	{ "fuse-uring",	  required_argument, NULL, OPT_FUSE_URING },
 	{ "buffer-memory", required_argument, NULL, OPT_BUFFER_MEMORY },
 	{ "log-file",	  required_argument, NULL, OPT_LOG_FILE },
+	{ "control",	  required_argument, NULL, OPT_CONTROL },
 	{ "force",	  no_argument,	     NULL, OPT_FORCE },
 	{ "check-config", no_argument,	     NULL, OPT_CHECK_CONFIG },
 	{ "version",	  no_argument,	     NULL, 'V' },
@@ -96,6 +99,8 @@ vc_usage(FILE *out)
 "                      at most this much for FUSE ring entries and I/O\n"
 "                      bounce buffers (default %d)\n"
 "      --log-file FILE as a daemon, log to FILE instead of syslog\n"
+"      --control PATH  the control socket for vcachefsctl (default\n"
+"                      %s/MOUNTPOINT-escaped.sock)\n"
 "      --force         lazily unmount a stale mount first, and mount even\n"
 "                      if processes hold files of the directory open\n"
 "      --check-config  check the configuration, print the settings of\n"
@@ -107,7 +112,7 @@ vc_usage(FILE *out)
 "refused, and a second signal within %d s forces a lazy unmount.\n"
 "See vcachefs(8) and vcachefs.conf(5).\n",
 	    VC_CONFIG_DEFAULT_PATH, VC_THREADS_DEFAULT, VC_BUFMEM_DEFAULT,
-	    VC_STOP_FORCE_WINDOW);
+	    VC_CONTROL_DIR, VC_STOP_FORCE_WINDOW);
 }
 
 static int
@@ -184,6 +189,9 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 			break;
 		case OPT_LOG_FILE:
 			o->log_file = optarg;
+			break;
+		case OPT_CONTROL:
+			o->control = optarg;
 			break;
 		case OPT_FORCE:
 			o->force = true;
@@ -619,6 +627,15 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 		vc_ring_abort(fs);
 		return -1;
 	}
+	r = control_start();
+	if (r < 0) {
+		log_warnc(r, "control thread");
+		stop_finish();
+		vc_ring_abort(fs);
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &fs->started);
+	fs->started_wall = time(NULL);
 	log_info("serving %s at %s (pid %d)", fs->source, fs->mountpoint,
 	    (int)getpid());
 	/* Said once the log goes where the daemon's messages go. */
@@ -628,6 +645,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	vc_log_memory(o, fs->fuse_uring ? plan : NULL);
 	lc = fuse_loop_cfg_create();
 	if (lc == NULL) {
+		control_stop();
 		stop_finish();
 		vc_ring_abort(fs);
 		return -1;
@@ -637,6 +655,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	fuse_loop_cfg_set_clone_fd(lc, 0);
 	r = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
+	control_stop();
 	stop_finish();
 	/* Before the engine: ring requests may wait for its completions. */
 	if (fs->fuse_uring) {
@@ -793,10 +812,14 @@ main(int argc, char **argv)
 				goto out_unmount;
 		}
 	}
+	fs.config_path = fs.cfg->path;
+	if (control_open(&fs, o.control) < 0)
+		goto out_unmount;
 	vc_protect_self();
 	vc_drop_sys_resource();
 	if (vc_serve(&fs, &o, &plan) == 0)
 		status = 0;
+	control_stop();	/* closes and unlinks the socket if serving never began */
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_session:
