@@ -4,11 +4,13 @@
 # as the mode says, on every aio engine (and, through tests/run's ring
 # pass, on both FUSE transports).
 #
-# The counters are read from the line the daemon logs (-d) when the
-# image's last opener closes it. After vcachefsctl is merged, read them
-# with `vcachefsctl stats --json` instead (see vc_stat).
+# The counters are read as an administrator reads them, with
+# `vcachefsctl stats --json` while the image is open, and from the line
+# the daemon logs (-d) when the image's last opener closes it.
 
 load helper
+
+: "${VCTL:=$BATS_TEST_DIRNAME/../../build/asan/vcachefsctl}"
 
 N=37	# writes
 M=5	# fsyncs
@@ -72,8 +74,21 @@ PY
 check_counts() {	# CACHE AIO FORWARDED(1|0)
 	conf "$1" "$2"
 	vc_mount -d -c "$VC_CONF" "$VC_SRC" "$VC_MNT"
+	# Held open, so that vcachefsctl sees the image after the client.
+	exec {hold}<"$VC_MNT/img"
 	run client_write
 	assert_success
+	run -0 "$VCTL" -m "$VC_MNT" stats --json img
+	python3 -c '
+import json, sys
+a = json.loads(sys.argv[1])["images"][0]
+n, m, fwd = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+assert a["write_ops"] == n and a["write_bytes"] == n * 4096, a
+assert a["read_ops"] == 0 and a["errors"] == 0 and a["inflight"] == 0, a
+assert a["flush_ops"] == (m if fwd else 0), a
+assert a["flush_ignored"] == (0 if fwd else m), a
+' "$output" "$N" "$M" "$3"
+	exec {hold}<&-
 	closed_line
 	[ "$(vc_stat writes)" -eq "$N" ]
 	[ "$(vc_stat write_bytes)" -eq $((N * 4096)) ]
