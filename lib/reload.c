@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checkconf.h"
 #include "config.h"
@@ -91,10 +92,22 @@ reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
 {
 	struct reload_said s = { .say = say, .arg = arg };
 	struct vc_config *cfg, **old;
+	struct stat st;
 	unsigned switched;
 	int err;
 
 	pthread_mutex_lock(&rl->lock);
+	/*
+	 * Never block here (the signal or the control thread): a FIFO or a
+	 * device in the file's place would wait for a writer forever.
+	 */
+	if (stat(rl->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		reload_say(&s, true, "%s: not a regular file", rl->path);
+		reload_say(&s, true, "reload rejected: 1 error(s); the old "
+		    "configuration stays");
+		pthread_mutex_unlock(&rl->lock);
+		return -EINVAL;
+	}
 	err = cfg_load_say(rl->path, rl->named, &cfg, reload_say_error, &s);
 	if (err < 0) {
 		/* A file that cannot be read at all is one error. */
