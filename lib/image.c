@@ -368,9 +368,11 @@ image_create(struct vc_registry *r, struct vc_inode *inode, bool writable,
 
 /*
  * A writer opens an image: swap in a writable descriptor unless it has
- * one. The caller holds an open reference and no registry lock: waiting
- * for fdlock waits for this image's I/O in flight (a long flush), which
- * must stall only this image's openers.
+ * one. The caller holds an open reference and no registry lock: the
+ * quiesce waits for this image's I/O in flight (a long flush), which
+ * must stall only this image's openers. Quiesced, not only fdlock: the
+ * gate makes new requests wait behind the swap, where a reader-preferring
+ * rwlock alone could keep it waiting as long as I/O goes on.
  */
 static int
 image_upgrade(struct vc_image *img)
@@ -385,11 +387,13 @@ image_upgrade(struct vc_image *img)
 		err = fd;
 		goto out;
 	}
+	io_quiesce(img);
 	pthread_rwlock_wrlock(&img->fdlock);
 	old = img->fd;
 	img->fd = fd;
 	img->fd_writable = true;
 	pthread_rwlock_unlock(&img->fdlock);
+	io_resume(img);
 	close(old);
 out:
 	pthread_mutex_unlock(&img->upgrade_lock);
@@ -1183,9 +1187,9 @@ registry_reopen_closed(struct vc_registry *r, const struct vc_closed_dirty *e)
 	if (e->handle != NULL && r->itable->mountfd >= 0)
 		fd = open_by_handle_at(r->itable->mountfd, e->handle,
 		    O_RDONLY | O_CLOEXEC);
-	if (fd == -1 && e->relpath != NULL) {
-		fd = openat(r->itable->root.fd, e->relpath, O_RDONLY |
-		    O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 && e->relpath != NULL) {
+		/* Beneath the root, no symlink anywhere, never blocking. */
+		fd = probe_open(r->itable->root.fd, e->relpath, false);
 		if (fd >= 0 && (fstat(fd, &st) == -1 || st.st_dev != e->dev ||
 		    st.st_ino != e->ino)) {
 			close(fd);

@@ -309,7 +309,9 @@ again:
 			have_fh = true;
 			goto again;
 		}
-		if (fh == NULL || !itable_same_handle(fh, n->handle)) {
+		/* Without the new handle it cannot be told: keep n (as
+		 * before handles, when numbers could not be reused). */
+		if (fh != NULL && !itable_same_handle(fh, n->handle)) {
 			/* Stale: ESTALE from now on, freed when forgotten. */
 			itable_unhash_locked(t, n);
 			n->next = t->stale;

@@ -163,9 +163,18 @@ io_unpark(void *arg)
 	free(p);
 }
 
+/* Held from io_quiesce() to io_resume(), by the quiescing thread. */
+static pthread_mutex_t io_quiesce_one = PTHREAD_MUTEX_INITIALIZER;
+
 int
 io_quiesce(struct vc_image *img)
 {
+	/*
+	 * One image at a time, mount-wide: a copy between two images enters
+	 * both, so two quiesces at once (a reload's, an overlay's first open,
+	 * an upgrade) could each wait for a copy that waits for the other.
+	 */
+	pthread_mutex_lock(&io_quiesce_one);
 	gate_exclusive(&img->iogate);
 	return 0;
 }
@@ -176,6 +185,7 @@ io_resume(struct vc_image *img)
 	struct io_parked *mine = NULL, **tail = &mine, **pp, *p;
 
 	gate_release_exclusive(&img->iogate);
+	pthread_mutex_unlock(&io_quiesce_one);
 	pthread_mutex_lock(&io_park_lock);
 	for (pp = &io_parked; (p = *pp) != NULL;) {
 		if (p->img != img) {

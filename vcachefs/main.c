@@ -606,7 +606,12 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	}
 	if (fs->fuse_uring) {
 		/* The queue threads never wait for the disk: the pool does. */
-		r = workpool_start(o->threads);
+		/*
+		 * At least two: the pool keeps a worker for I/O alone, so
+		 * whole requests waiting on a quiesced image cannot hold
+		 * every worker while the I/O the quiesce waits for is queued.
+		 */
+		r = workpool_start(o->threads > 1 ? o->threads : 2);
 		if (r == 0) {
 			r = fuse_uring_start(plan, conn);
 			if (r < 0)

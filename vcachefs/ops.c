@@ -597,8 +597,11 @@ vc_do_create(fuse_req_t req, struct vc_inode *dir, const char *name,
 	vc_unpin(req, dir);
 	if (err < 0)
 		return err;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) == -1)
+		err = -errno;
+	else if (!S_ISREG(st.st_mode))
 		err = S_ISDIR(st.st_mode) ? -EISDIR : -EEXIST;
+	if (err < 0) {
 		close(fd);
 		return err;
 	}
