@@ -26,6 +26,7 @@ enum ctl_cmd {
 	CTL_RELOAD,
 	CTL_FLUSH,
 	CTL_DROP_CACHE,
+	CTL_TAKEOVER,		/* vcachefs --takeover (takeover.c), not vcachefsctl */
 	CTL_NCMDS
 };
 

@@ -105,6 +105,8 @@ itable_init(struct vc_itable *t, int rootfd)
 		return -ENOMEM;
 	t->nbuckets = ITABLE_INITIAL_BUCKETS;
 	pthread_mutex_init(&t->lock, NULL);
+	slots_init(&t->slots);
+	t->root.nodeid = ITABLE_ROOT_ID;
 	t->root.fd = rootfd;
 	t->root.dev = st.st_dev;
 	t->root.ino = st.st_ino;
@@ -153,6 +155,7 @@ itable_exit(struct vc_itable *t)
 	}
 	free(t->buckets);
 	t->buckets = NULL;
+	slots_exit(&t->slots);
 	if (t->root.fd >= 0)
 		close(t->root.fd);
 	t->root.fd = -1;
@@ -343,6 +346,14 @@ again:
 		free(fh);
 		return -ENOMEM;
 	}
+	n->nodeid = slots_alloc(&t->slots, n);
+	if (n->nodeid == 0) {
+		pthread_mutex_unlock(&t->lock);
+		free(n);
+		close(fd);
+		free(fh);
+		return -ENOMEM;
+	}
 	n->fd = fd;
 	n->dev = st->st_dev;
 	n->ino = st->st_ino;
@@ -442,8 +453,98 @@ itable_drop_locked(struct vc_itable *t, struct vc_inode *inode)
 		if (*pp == inode)
 			*pp = inode->next;
 	}
+	/* The kernel has forgotten the number: it may be given out again. */
+	slots_free(&t->slots, inode->nodeid);
 	pthread_mutex_unlock(&t->lock);
 	itable_free_inode(inode);
+}
+
+int
+itable_install(struct vc_itable *t, uint64_t nodeid, int fd,
+    const struct file_handle *handle, dev_t dev, ino_t ino, mode_t type,
+    uint64_t nlookup, bool stale)
+{
+	struct vc_inode *n = calloc(1, sizeof(*n));
+	size_t h;
+	int r;
+
+	if (n == NULL || (fd < 0 && handle == NULL) || nlookup == 0) {
+		free(n);
+		return n == NULL ? -ENOMEM : -EINVAL;
+	}
+	if (handle != NULL) {
+		n->handle = malloc(sizeof(*handle) + handle->handle_bytes);
+		if (n->handle == NULL) {
+			free(n);
+			return -ENOMEM;
+		}
+		memcpy(n->handle, handle, sizeof(*handle) + handle->handle_bytes);
+	}
+	n->nodeid = nodeid;
+	n->fd = fd;
+	n->dev = dev;
+	n->ino = ino;
+	n->type = type & S_IFMT;
+	n->nlookup = nlookup;
+	/* Without a handle the descriptor never closes: itable_lru_add
+	 * leaves such inodes off the LRU, as at lookup. */
+	n->maybe_privs = S_ISREG(n->type);	/* until a stat says otherwise */
+	pthread_mutex_lock(&t->lock);
+	r = slots_install(&t->slots, nodeid, n);
+	if (r < 0) {
+		pthread_mutex_unlock(&t->lock);
+		free(n->handle);
+		free(n);
+		return r;
+	}
+	if (stale) {
+		n->next = t->stale;
+		t->stale = n;
+	} else {
+		h = itable_hash(t, dev, ino);
+		n->next = t->buckets[h];
+		n->hashed = true;
+		t->buckets[h] = n;
+		if (++t->count > t->nbuckets * 2)
+			itable_grow(t);
+	}
+	itable_lru_add(t, n);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+int
+itable_seal(struct vc_itable *t)
+{
+	return slots_seal(&t->slots);
+}
+
+struct itable_each_ctx {
+	int (*fn)(struct vc_inode *n, void *arg);
+	void *arg;
+};
+
+static int
+itable_each_slot(uint64_t nodeid, void *p, void *arg)
+{
+	struct itable_each_ctx *c = arg;
+
+	return c->fn(p, c->arg);
+}
+
+int
+itable_each(struct vc_itable *t, int (*fn)(struct vc_inode *n, void *arg),
+    void *arg)
+{
+	struct itable_each_ctx c = { fn, arg };
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	r = fn(&t->root, arg);
+	if (r >= 0)
+		r = slots_each(&t->slots, itable_each_slot, &c);
+	pthread_mutex_unlock(&t->lock);
+	return r;
 }
 
 void

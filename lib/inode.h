@@ -30,9 +30,14 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "slots.h"
+
 struct vc_image;
 
 struct vc_inode {
+	uint64_t nodeid;	/* the kernel's name for it: a slot number of
+				 * the table (slots.h), FUSE_ROOT_ID for the
+				 * root; fixed for the inode's life */
 	int fd;			/* O_PATH on the backing object, -1 while closed;
 				 * protected by table lock */
 	struct file_handle *handle;	/* NULL: fd never closes; owned */
@@ -66,7 +71,10 @@ struct vc_itable {
 	unsigned maxfds;		/* closable descriptors kept open at most */
 	unsigned nclosable;		/* on the LRU; protected by lock */
 	struct vc_inode lru;		/* list head: lru.lru_next is the oldest */
+	struct vc_slots slots;		/* node IDs: every inode but the root */
 };
+
+#define ITABLE_ROOT_ID	1		/* FUSE_ROOT_ID */
 
 /*
  * rootfd: an O_PATH or O_RDONLY descriptor of the source directory; owned
@@ -91,6 +99,37 @@ int itable_lookup(struct vc_itable *t, struct vc_inode *parent,
  */
 int itable_lookup_fd(struct vc_itable *t, int fd, struct vc_inode **out,
     struct stat *st);
+
+/*
+ * The inode of node ID nodeid, or NULL. Takes no lock: the kernel only
+ * names node IDs it holds a lookup reference on.
+ */
+static inline struct vc_inode *
+itable_get(struct vc_itable *t, uint64_t nodeid)
+{
+	if (nodeid == ITABLE_ROOT_ID)
+		return &t->root;
+	return slots_get(&t->slots, nodeid);
+}
+
+/*
+ * Enter a handed-over inode (takeover.c) at its old node ID, before any
+ * lookup: fd is its O_PATH descriptor (owned from now on) or -1 with a
+ * handle (copied) to reopen it from. stale: it was found stale already
+ * (ESTALE from now on). Returns 0 or -errno (EEXIST: a node ID twice).
+ */
+int itable_install(struct vc_itable *t, uint64_t nodeid, int fd,
+    const struct file_handle *handle, dev_t dev, ino_t ino, mode_t type,
+    uint64_t nlookup, bool stale);
+/* After the installs: free node IDs may be given out. Returns 0 or -errno. */
+int itable_seal(struct vc_itable *t);
+
+/*
+ * Call fn for the root, then every other inode, under the table lock (fn
+ * must not block or call into t). Stops at the first fn < 0; returns it.
+ */
+int itable_each(struct vc_itable *t, int (*fn)(struct vc_inode *n, void *arg),
+    void *arg);
 
 /* Drop n lookup references; the inode is freed at zero. */
 void itable_forget(struct vc_itable *t, struct vc_inode *inode, uint64_t n);

@@ -29,6 +29,7 @@
 #include "pagecache.h"
 #include "stats.h"
 #include "reload.h"
+#include "takeover.h"
 
 #define CTL_MAX_CLIENTS	32
 #define CTL_TIMEOUT_MS	3000	/* to finish a request once it has begun */
@@ -56,6 +57,7 @@ static struct {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 	struct ctl_req req;	/* the one being served */
+	bool handed_over;	/* takeover done: the thread ends */
 } ctl = { .lfd = -1, .wake = { -1, -1 } };
 
 static uint64_t
@@ -574,6 +576,41 @@ ctl_reload(struct ctl_client *c)
 		ctl_buf_printf(&c->out, "ok\n");
 }
 
+/* The new daemon binds the socket next: before it is told "ok". */
+static void
+ctl_close_listener(void)
+{
+	if (ctl.lfd < 0)
+		return;
+	close(ctl.lfd);
+	ctl.lfd = -1;
+	if (unlink(ctl.path) == -1 && errno != ENOENT)
+		log_warn("control: unlink %s", ctl.path);
+	ctl.fs->control_path = NULL;
+}
+
+/* vcachefs --takeover: the whole exchange happens in takeover_give(). */
+static void
+ctl_takeover(struct ctl_client *c)
+{
+	char why[512];
+	int r;
+	const char *nl = memchr(c->in, '\n', c->inlen);
+
+	/* What follows the request would be lost to takeover_give()'s reads. */
+	if (nl == NULL || (size_t)(nl + 1 - c->in) != c->inlen) {
+		ctl_refuse(c, "takeover: nothing may follow the request");
+		return;
+	}
+	r = takeover_give(ctl.fs, c->fd, ctl_close_listener, why, sizeof(why));
+	if (r == 1) {
+		ctl.handed_over = true;
+		c->closing = true;	/* "ok" is sent */
+		return;
+	}
+	ctl_error(c, "takeover: %s", why);
+}
+
 static void
 ctl_serve(struct ctl_client *c, const char *line, size_t len)
 {
@@ -600,6 +637,9 @@ ctl_serve(struct ctl_client *c, const char *line, size_t len)
 		break;
 	case CTL_DROP_CACHE:
 		ctl_flush(c, &ctl.req, true);
+		break;
+	case CTL_TAKEOVER:
+		ctl_takeover(c);
 		break;
 	default:
 		ctl_refuse(c, "unknown command");
@@ -799,6 +839,8 @@ ctl_thread(void *arg)
 				ctl_client_free(c);
 			}
 		}
+		if (ctl.handed_over)
+			break;	/* the connection is the new daemon's */
 	}
 	return NULL;
 }

@@ -7,7 +7,9 @@
 
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+#include <dirent.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "config.h"
@@ -15,10 +17,20 @@
 #include "inode.h"
 #include "reload.h"
 #include "resolve.h"
+#include "slots.h"
 #include "uring.h"
+
+/* An open directory handle: a slot of vc_fs.dirs (ops.c). */
+struct vc_dir {
+	DIR *dp;		/* NULL: handed over, opened at first use */
+	off_t offset;		/* telldir() cookie of the next entry */
+	struct dirent *entry;	/* read but not yet replied; owned by dp */
+	uint64_t nodeid;	/* the directory's */
+};
 
 struct vc_fs {
 	struct vc_itable itable;
+	struct vc_slots dirs;		/* open directory handles (struct vc_dir) */
 	struct vc_registry registry;
 	struct vc_config *cfg;		/* owned */
 	const char *source;		/* absolute path of the backing directory */
@@ -37,6 +49,9 @@ struct vc_fs {
 	time_t started_wall;
 	const char *control_path;	/* the control socket; NULL: none */
 };
+
+/* Close and free the directory handles left, and the table (at exit). */
+void ops_dirs_exit(struct vc_fs *fs);
 
 /* The low-level operations table. */
 extern const struct fuse_lowlevel_ops vc_ops;

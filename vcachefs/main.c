@@ -21,12 +21,14 @@
 #include "control.h"
 #include "fault.h"
 #include "fs.h"
+#include "devio.h"
 #include "fuse_uring.h"
 #include "io.h"
 #include "log.h"
 #include "mounts.h"
 #include "preflight.h"
 #include "stop.h"
+#include "takeover.h"
 #include "workpool.h"
 
 #ifndef PR_SET_IO_FLUSHER
@@ -45,6 +47,7 @@ struct vc_opts {
 	const char *config;
 	bool config_named;	/* -c given: a missing file is an error */
 	bool foreground, debug, force, check_config;
+	bool takeover;		/* --takeover: take the mount's connection over */
 	unsigned threads;
 	unsigned buffer_mib;	/* --buffer-memory */
 	enum vc_fuse_uring_mode fuse_uring;
@@ -55,7 +58,7 @@ struct vc_opts {
 };
 
 enum { OPT_THREADS = 256, OPT_LOG_FILE, OPT_FORCE, OPT_CHECK_CONFIG,
-    OPT_FUSE_URING, OPT_BUFFER_MEMORY, OPT_CONTROL };
+    OPT_FUSE_URING, OPT_BUFFER_MEMORY, OPT_CONTROL, OPT_TAKEOVER };
 
 static const struct option vc_longopts[] = {
 	{ "config",	  required_argument, NULL, 'c' },
@@ -67,6 +70,7 @@ static const struct option vc_longopts[] = {
 	{ "log-file",	  required_argument, NULL, OPT_LOG_FILE },
 	{ "control",	  required_argument, NULL, OPT_CONTROL },
 	{ "force",	  no_argument,	     NULL, OPT_FORCE },
+	{ "takeover",	  no_argument,	     NULL, OPT_TAKEOVER },
 	{ "check-config", no_argument,	     NULL, OPT_CHECK_CONFIG },
 	{ "version",	  no_argument,	     NULL, 'V' },
 	{ "help",	  no_argument,	     NULL, 'h' },
@@ -103,6 +107,8 @@ vc_usage(FILE *out)
 "                      %s/MOUNTPOINT-escaped.sock)\n"
 "      --force         lazily unmount a stale mount first, and mount even\n"
 "                      if processes hold files of the directory open\n"
+"      --takeover      take over the running daemon of MOUNTPOINT without\n"
+"                      unmounting (an upgrade; see vcachefs(8))\n"
 "      --check-config  check the configuration, print the settings of\n"
 "                      every image in SOURCE, and exit\n"
 "  -V, --version       print the version and exit\n"
@@ -195,6 +201,9 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 			break;
 		case OPT_FORCE:
 			o->force = true;
+			break;
+		case OPT_TAKEOVER:
+			o->takeover = true;
 			break;
 		case OPT_CHECK_CONFIG:
 			o->check_config = true;
@@ -699,8 +708,10 @@ main(int argc, char **argv)
 	char source[PATH_MAX], mnt[PATH_MAX];
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct vc_fuse_uring_plan plan = { 0 };
+	struct vc_takeover tk = { .sock = -1, .devfd = -1, .rootfd = -1 };
 	struct vc_fs fs;
 	struct vc_opts o;
+	char why[512];
 	int rootfd, r, status = 1;
 
 	vc_block_signals();
@@ -741,6 +752,15 @@ main(int argc, char **argv)
 
 	if (vc_check_buffers(&o) < 0)
 		goto out_cfg;
+	if (o.takeover) {
+		/* The mount stays: no preflight, the old daemon's source. */
+		if (takeover_begin(o.mountpoint, o.control, mnt, sizeof(mnt),
+		    source, sizeof(source), &tk) < 0)
+			goto out_cfg;
+		rootfd = tk.rootfd;
+		tk.rootfd = -1;
+		goto have_root;
+	}
 	if (preflight_mountpoint(o.mountpoint, o.force, mnt) < 0)
 		goto out_cfg;
 	if (o.source != NULL) {
@@ -773,12 +793,14 @@ main(int argc, char **argv)
 		log_warn("source %s", source);
 		goto out_cfg;
 	}
+have_root:
 	r = itable_init(&fs.itable, rootfd);
 	if (r < 0) {
 		log_warnc(r, "source %s", source);
 		close(rootfd);
 		goto out_cfg;
 	}
+	slots_init(&fs.dirs);
 	registry_init(&fs.registry, &fs.itable, fs.cfg);
 	r = resolver_init(&fs.resolver, fs.cfg, fs.itable.root.fd, source, mnt);
 	if (r < 0) {
@@ -804,7 +826,18 @@ main(int argc, char **argv)
 		log_warnx("cannot create the FUSE session (bad -o option?)");
 		goto out_fs;
 	}
-	if (fuse_session_mount(fs.se, mnt) != 0) {
+	if (o.takeover) {
+		r = takeover_install(&fs, &tk, why, sizeof(why));
+		if (r < 0) {
+			log_warnx("takeover: %s; the old daemon goes on serving", why);
+			takeover_refuse(&tk, why);
+			goto out_session;
+		}
+		if (takeover_commit(&tk) < 0)
+			goto out_session;
+		takeover_free(&tk);
+		log_info("takeover: %s taken over", mnt);
+	} else if (fuse_session_mount(fs.se, mnt) != 0) {
 		log_warnx("cannot mount %s (see the fuse: message above)", mnt);
 		goto out_session;
 	}
@@ -817,6 +850,11 @@ main(int argc, char **argv)
 				goto out_unmount;
 		}
 	}
+	/* Through /dev/fuse: pausable, so a new daemon can take over. */
+	if (!fs.fuse_uring && !o.takeover &&
+	    (r = devio_attach(fs.se, fuse_session_fd(fs.se))) < 0)
+		log_warnc(r, "/dev/fuse I/O for takeovers (vcachefs --takeover "
+		    "will be refused)");
 	fs.config_path = fs.cfg->path;
 	if (control_open(&fs, o.control) < 0)
 		goto out_unmount;
@@ -826,7 +864,8 @@ main(int argc, char **argv)
 		status = 0;
 	control_stop();	/* closes and unlinks the socket if serving never began */
 out_unmount:
-	fuse_session_unmount(fs.se);
+	if (!takeover_given())	/* else the mount is the new daemon's */
+		fuse_session_unmount(fs.se);
 out_session:
 	fuse_session_destroy(fs.se);
 out_fs:
@@ -836,7 +875,9 @@ out_fs:
 		resolver_exit(&fs.resolver);
 	reload_exit(&fs.reload);
 	itable_exit(&fs.itable);
+	ops_dirs_exit(&fs);
 out_cfg:
+	takeover_free(&tk);
 	cfg_free(fs.cfg);
 	return status;
 }

@@ -3,8 +3,11 @@
  *
  * Each handler does its work through a helper that returns 0 or -errno,
  * then replies exactly once. Errors from the backing store pass through
- * unchanged. Node IDs are vc_inode pointers (the root is FUSE_ROOT_ID);
- * st_ino in replies is the backing inode number, so numbers stay stable.
+ * unchanged. Node IDs are slot numbers of the inode table (inode.h; the
+ * root is FUSE_ROOT_ID), an image's file handle is its inode's node ID,
+ * and a directory handle is a slot number of fs->dirs: numbers a new
+ * daemon can answer after a takeover (takeover.c). st_ino in replies is
+ * the backing inode number, so numbers stay stable.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,21 +41,20 @@ vc_fs(fuse_req_t req)
 static struct vc_inode *
 vc_inode(fuse_req_t req, fuse_ino_t ino)
 {
-	if (ino == FUSE_ROOT_ID)
-		return &vc_fs(req)->itable.root;
-	return (struct vc_inode *)(uintptr_t)ino;
+	return itable_get(&vc_fs(req)->itable, ino);
 }
 
+/* An open file's image: its inode keeps it while the file is open. */
 static struct vc_image *
-vc_image(struct fuse_file_info *fi)
+vc_image(fuse_req_t req, struct fuse_file_info *fi)
 {
-	return (struct vc_image *)(uintptr_t)fi->fh;
+	return itable_get(&vc_fs(req)->itable, fi->fh)->image;
 }
 
 static fuse_ino_t
 vc_nodeid(struct vc_fs *fs, struct vc_inode *inode)
 {
-	return inode == &fs->itable.root ? FUSE_ROOT_ID : (uintptr_t)inode;
+	return inode->nodeid;
 }
 
 static void
@@ -165,7 +167,7 @@ vc_do_truncate(struct vc_fs *fs, struct vc_inode *inode, off_t size,
 	int err;
 
 	if (fi != NULL)
-		return io_truncate(vc_image(fi), size);
+		return io_truncate(itable_get(&fs->itable, fi->fh)->image, size);
 	err = registry_conf(&fs->registry, inode, NULL, &conf);
 	if (err == 0 && conf.readonly)
 		return -EROFS;
@@ -564,7 +566,7 @@ vc_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		vc_reply_err(req, err);
 		return;
 	}
-	fi->fh = (uintptr_t)img;
+	fi->fh = inode->nodeid;
 	if (vc_reply_open_image(req, fi) == -ENOENT)
 		image_release(&vc_fs(req)->registry, img);	/* interrupted */
 }
@@ -647,7 +649,7 @@ vc_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		vc_reply_err(req, err);
 		return;
 	}
-	fi->fh = (uintptr_t)img;
+	fi->fh = inode->nodeid;
 	if (vc_reply_create_image(req, &e, fi) == -ENOENT) {
 		image_release(&fs->registry, img);
 		itable_forget(&fs->itable, inode, 1);
@@ -687,7 +689,7 @@ static void
 vc_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fuse_file_info *fi)
 {
-	io_submit_read(vc_image(fi), size, off, vc_read_done, req);
+	io_submit_read(vc_image(req, fi), size, off, vc_read_done, req);
 }
 
 /*
@@ -730,7 +732,7 @@ static void
 vc_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     off_t off, struct fuse_file_info *fi)
 {
-	struct vc_image *img = vc_image(fi);
+	struct vc_image *img = vc_image(req, fi);
 	int err;
 
 	/* An open image keeps its inode pinned. */
@@ -755,7 +757,7 @@ vc_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 vc_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	image_release(&vc_fs(req)->registry, vc_image(fi));
+	image_release(&vc_fs(req)->registry, vc_image(req, fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -763,14 +765,14 @@ static void
 vc_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
     struct fuse_file_info *fi)
 {
-	io_submit_fsync(vc_image(fi), datasync != 0, vc_status_done, req);
+	io_submit_fsync(vc_image(req, fi), datasync != 0, vc_status_done, req);
 }
 
 static void
 vc_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
     struct fuse_file_info *fi)
 {
-	struct vc_image *img = vc_image(fi);
+	struct vc_image *img = vc_image(req, fi);
 
 	if (img->conf.readonly)
 		vc_reply_err(req, EROFS);
@@ -782,7 +784,7 @@ static void
 vc_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     struct fuse_file_info *fi)
 {
-	off_t r = io_lseek(vc_image(fi), off, whence);
+	off_t r = io_lseek(vc_image(req, fi), off, whence);
 
 	if (r < 0)
 		vc_reply_err(req, (int)r);
@@ -795,7 +797,7 @@ vc_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
     struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
     struct fuse_file_info *fi_out, size_t len, int flags)
 {
-	struct vc_image *out = vc_image(fi_out);
+	struct vc_image *out = vc_image(req, fi_out);
 	ssize_t n;
 
 	if (flags != 0) {
@@ -806,51 +808,105 @@ vc_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		vc_reply_err(req, EROFS);
 		return;
 	}
-	n = io_copy_range(vc_image(fi_in), off_in, out, off_out, len);
+	n = io_copy_range(vc_image(req, fi_in), off_in, out, off_out, len);
 	if (n < 0)
 		vc_reply_err(req, (int)n);
 	else
 		fuse_reply_write(req, (size_t)n);
 }
 
-/* Directory handles. */
-struct vc_dir {
-	DIR *dp;
-	off_t offset;		/* telldir() cookie of the next entry */
-	struct dirent *entry;	/* read but not yet replied; owned by dp */
-};
+/*
+ * Directory handles (struct vc_dir, fs.h) are slots of fs->dirs. One
+ * handed over by a takeover has no stream yet: it is opened at its first
+ * use and positioned with seekdir, since the backing filesystem's
+ * telldir cookies stay valid across streams (ext4 and xfs hash them).
+ */
+static struct vc_dir *
+vc_dir(fuse_req_t req, struct fuse_file_info *fi)
+{
+	return slots_get(&vc_fs(req)->dirs, fi->fh);
+}
+
+/* Open d's stream on inode. Returns 0 or -errno. */
+static int
+vc_dir_open(fuse_req_t req, struct vc_inode *inode, struct vc_dir *d)
+{
+	int fd = vc_pin(req, inode), saverr;
+
+	if (fd < 0)
+		return fd;
+	fd = openat(inode->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	saverr = errno;
+	vc_unpin(req, inode);
+	if (fd == -1)
+		return -saverr;
+	d->dp = fdopendir(fd);
+	if (d->dp == NULL) {
+		saverr = errno;
+		close(fd);
+		return -saverr;
+	}
+	return 0;
+}
+
+/* A handed-over handle's stream, at the offset the kernel left it. */
+static int
+vc_dir_ready(fuse_req_t req, fuse_ino_t ino, struct vc_dir *d)
+{
+	int err;
+
+	if (d->dp != NULL)
+		return 0;
+	err = vc_dir_open(req, vc_inode(req, ino), d);
+	if (err == 0 && d->offset != 0)
+		seekdir(d->dp, d->offset);
+	d->entry = NULL;
+	return err;
+}
+
+static int
+vc_dir_free(uint64_t fh, void *p, void *arg)
+{
+	struct vc_dir *d = p;
+
+	if (d->dp != NULL)
+		closedir(d->dp);
+	free(d);
+	return 0;
+}
+
+void
+ops_dirs_exit(struct vc_fs *fs)
+{
+	/* Handed over or never released: the kernel will not release them here. */
+	slots_each(&fs->dirs, vc_dir_free, NULL);
+	slots_exit(&fs->dirs);
+}
 
 static void
 vc_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct vc_inode *inode = vc_inode(req, ino);
+	struct vc_fs *fs = vc_fs(req);
 	struct vc_dir *d = calloc(1, sizeof(*d));
-	int fd, saverr;
+	int err;
 
 	if (d == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fd = vc_pin(req, inode);
-	if (fd < 0) {
+	d->nodeid = ino;
+	err = vc_dir_open(req, vc_inode(req, ino), d);
+	if (err == 0 && (fi->fh = slots_alloc(&fs->dirs, d)) == 0)
+		err = -ENOMEM;
+	if (err < 0) {
+		if (d->dp != NULL)
+			closedir(d->dp);
 		free(d);
-		vc_reply_err(req, fd);
+		vc_reply_err(req, err);
 		return;
 	}
-	fd = openat(inode->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	saverr = errno;
-	vc_unpin(req, inode);
-	if (fd == -1 || (d->dp = fdopendir(fd)) == NULL) {
-		if (fd != -1) {
-			saverr = errno;
-			close(fd);
-		}
-		free(d);
-		fuse_reply_err(req, saverr);
-		return;
-	}
-	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
+		slots_free(&fs->dirs, fi->fh);
 		closedir(d->dp);
 		free(d);
 	}
@@ -860,13 +916,19 @@ static void
 vc_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fuse_file_info *fi, bool plus)
 {
-	struct vc_dir *d = (struct vc_dir *)(uintptr_t)fi->fh;
+	struct vc_dir *d = vc_dir(req, fi);
 	char *buf = malloc(size);
 	size_t used = 0;
 	int err = 0;
 
 	if (buf == NULL) {
 		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	err = -vc_dir_ready(req, ino, d);
+	if (err != 0) {
+		fuse_reply_err(req, err);
+		free(buf);
 		return;
 	}
 	if (off != d->offset) {
@@ -958,9 +1020,11 @@ vc_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void
 vc_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct vc_dir *d = (struct vc_dir *)(uintptr_t)fi->fh;
+	struct vc_dir *d = vc_dir(req, fi);
 
-	closedir(d->dp);
+	slots_free(&vc_fs(req)->dirs, fi->fh);
+	if (d->dp != NULL)
+		closedir(d->dp);
 	free(d);
 	fuse_reply_err(req, 0);
 }
@@ -969,11 +1033,15 @@ static void
 vc_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
     struct fuse_file_info *fi)
 {
-	struct vc_dir *d = (struct vc_dir *)(uintptr_t)fi->fh;
-	int fd = dirfd(d->dp);
-	int r = datasync ? fdatasync(fd) : fsync(fd);
+	struct vc_dir *d = vc_dir(req, fi);
+	int err = vc_dir_ready(req, ino, d), fd;
 
-	fuse_reply_err(req, r == -1 ? errno : 0);
+	if (err == 0) {
+		fd = dirfd(d->dp);
+		if ((datasync ? fdatasync(fd) : fsync(fd)) == -1)
+			err = -errno;
+	}
+	vc_reply_err(req, err);
 }
 
 static void
