@@ -273,9 +273,6 @@ ho_decode_inode(const struct ho_wire_inode *w, struct vc_handover *h,
 	if (!ho_type_ok(n.type))
 		return ho_bad(why, whylen, "inode %llu: bad type %#o",
 		    (unsigned long long)n.nodeid, n.type);
-	if (n.nlookup == 0)
-		return ho_bad(why, whylen, "inode %llu: no lookup reference",
-		    (unsigned long long)n.nodeid);
 	if (n.handle_bytes > HO_HANDLE_MAX)
 		return ho_bad(why, whylen, "inode %llu: handle of %u bytes",
 		    (unsigned long long)n.nodeid, n.handle_bytes);

@@ -29,7 +29,8 @@
 #define HO_HANDLE_MAX	128		/* MAX_HANDLE_SZ */
 
 struct vc_ho_inode {
-	uint64_t nodeid, dev, ino, nlookup;
+	uint64_t nodeid, dev, ino;
+	uint64_t nlookup;		/* 0: forgotten, but a file of it is open */
 	uint32_t type;			/* S_IFMT bits */
 	bool stale;			/* unhashed: ESTALE from now on */
 	int32_t fdidx;			/* index among the passed descriptors, or -1 */

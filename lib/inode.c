@@ -468,7 +468,7 @@ itable_install(struct vc_itable *t, uint64_t nodeid, int fd,
 	size_t h;
 	int r;
 
-	if (n == NULL || (fd < 0 && handle == NULL) || nlookup == 0) {
+	if (n == NULL || (fd < 0 && handle == NULL)) {
 		free(n);
 		return n == NULL ? -ENOMEM : -EINVAL;
 	}

@@ -116,7 +116,9 @@ itable_get(struct vc_itable *t, uint64_t nodeid)
  * Enter a handed-over inode (takeover.c) at its old node ID, before any
  * lookup: fd is its O_PATH descriptor (owned from now on) or -1 with a
  * handle (copied) to reopen it from. stale: it was found stale already
- * (ESTALE from now on). Returns 0 or -errno (EEXIST: a node ID twice).
+ * (ESTALE from now on). nlookup may be 0 for an inode the kernel forgot
+ * while a file of it is still open: its image, opened next, keeps it.
+ * Returns 0 or -errno (EEXIST: a node ID twice).
  */
 int itable_install(struct vc_itable *t, uint64_t nodeid, int fd,
     const struct file_handle *handle, dev_t dev, ino_t ino, mode_t type,
