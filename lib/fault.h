@@ -25,10 +25,13 @@ enum vc_fault_point {
 	VC_FAULT_RING_SETUP,	/* a FUSE ring queue thread's ring set-up */
 	VC_FAULT_RING_THREAD,	/* a FUSE ring queue thread, before REGISTER */
 	VC_FAULT_RING_REGISTER,	/* the kernel's answer to one REGISTER */
-	VC_FAULT_OPEN,		/* opening an image's backing descriptor */
+	VC_FAULT_OPEN,		/* opening an image's backing descriptor (a live
+				 * switch, or --takeover reopening an open image) */
 	VC_FAULT_RING_FALLBACK,	/* the REGISTER that sends the kernel back to /dev/fuse */
 	VC_FAULT_CLOSE_RANGE,	/* close_range(2) of inherited descriptors at start */
 	VC_FAULT_NO_CACHESTAT,	/* cachestat(2): any action makes pagecache.c use mincore */
+	VC_FAULT_TAKEOVER_INIT,	/* --takeover: any error action makes the replayed INIT
+				 * reply differ (max_write), as a changed build would */
 	VC_FAULT_NPOINTS
 };
 

@@ -30,6 +30,7 @@
 
 #include "ctlproto.h"
 #include "devio.h"
+#include "fault.h"
 #include "log.h"
 #include "mounts.h"
 #include "takeover.h"
@@ -543,16 +544,16 @@ takeover_request(const char *path, struct vc_takeover *tk)
 	memset(&hello, 0, sizeof(hello));
 	got = tk_recv(tk->sock, &hello, sizeof(hello), first, 3, &n);
 	if (got > 0 && n == 0 && strncmp(hello.magic, "error ", 6) == 0) {
-		char rest[TK_REPLY_MAX];
+		char msg[TK_REPLY_MAX + sizeof(hello)];
+		size_t k = (size_t)got;
 
-		rest[0] = '\0';
-		if (memchr(&hello, '\n', (size_t)got) == NULL)
-			(void)tk_recv_line(tk->sock, rest, sizeof(rest), 5000);
-		*((char *)&hello + (got < (ssize_t)sizeof(hello) ? got :
-		    (ssize_t)sizeof(hello) - 1)) = '\0';
-		((char *)&hello)[strcspn((char *)&hello, "\n")] = '\0';
-		log_warnx("takeover refused by the daemon of %s: %s%s", path,
-		    (char *)&hello + 6, rest);
+		memcpy(msg, &hello, k);
+		msg[k] = '\0';
+		if (memchr(msg, '\n', k) == NULL)
+			(void)tk_recv_line(tk->sock, msg + k, sizeof(msg) - k, 5000);
+		msg[strcspn(msg, "\n")] = '\0';
+		log_warnx("takeover refused by the daemon of %s: %s", path,
+		    msg + 6);
 		takeover_free(tk);
 		return -ECANCELED;
 	}
@@ -678,7 +679,9 @@ tk_install_image(struct vc_fs *fs, const struct vc_ho_image *im, char *why,
 		/* One writer makes the descriptor writable, as before. */
 		int flags = im->writable && k == 0 ? O_RDWR : O_RDONLY;
 
-		r = inode_fd_get(&fs->itable, inode);
+		r = fault_hit(VC_FAULT_OPEN);
+		if (r == 0)
+			r = inode_fd_get(&fs->itable, inode);
 		if (r >= 0) {
 			r = image_open(&fs->registry, inode, flags, &img);
 			inode_fd_put(&fs->itable, inode);

@@ -1,0 +1,306 @@
+#!/usr/bin/env bats
+# vcachefs --takeover: a new daemon takes the mount's FUSE connection over
+# from the running one (an upgrade) without unmounting. fio verifying its
+# data and qemu-io holding an image open keep going without an I/O error;
+# the pid serving the mount changes, the old daemon exits, the mount never
+# leaves /proc/mounts, and the images' backing descriptors in the new
+# daemon have their modes' flags. A takeover that is refused or fails at
+# any step leaves the old daemon serving.
+
+load helper
+load modes_helper
+load data_helper
+
+: "${VCTL:=$BATS_TEST_DIRNAME/../../build/asan/vcachefsctl}"
+
+setup() {
+	mh_setup
+	dh_setup
+	TK_CTL=$VC_TMP/ctl.sock
+	TK_WATCH=
+}
+
+teardown() {
+	if [ -n "$TK_WATCH" ]; then
+		kill "$TK_WATCH" 2>/dev/null || true
+		wait "$TK_WATCH" 2>/dev/null || true
+	fi
+	dh_cleanup
+	mh_teardown
+}
+
+# Record, until stopped, whether the mount ever left /proc/mounts.
+tk_watch_start() {
+	: >"$VC_TMP/watch.out"
+	(
+		while :; do
+			vc_is_mounted "$VC_MNT" || echo gone >>"$VC_TMP/watch.out"
+			sleep 0.01
+		done
+	) &
+	TK_WATCH=$!
+}
+
+tk_watch_stop() {
+	kill "$TK_WATCH"
+	wait "$TK_WATCH" 2>/dev/null || true
+	TK_WATCH=
+	if [ -s "$VC_TMP/watch.out" ]; then
+		echo "the mount left /proc/mounts during the takeover" >&2
+		return 1
+	fi
+}
+
+# The daemon holding /dev/fuse for the mount is PID.
+tk_serves() {	# PID
+	ls -l /proc/"$1"/fd 2>/dev/null | grep -q ' -> /dev/fuse$'
+}
+
+# tk_takeover [OPTIONS...] [SOURCE] MOUNTPOINT: start a new daemon with
+# the same command line plus --takeover. Sets TK_NEW. Returns 0 once the
+# old daemon (VC_PID) has exited and the new one serves; 1 when the new
+# one exited instead (a refused takeover), with its status in TK_STATUS.
+tk_takeover() {
+	local i n0
+	n0=$(grep -c 'takeover: .* taken over' "$VC_LOG" || true)
+	# Without the test shell's descriptors of the mount (-f keeps
+	# inherited ones), which would keep it busy at the end.
+	(
+		for fd in "${MH_FDS[@]}"; do eval "exec $fd>&-"; done
+		# shellcheck disable=SC2086
+		exec "$VCACHEFS" -f ${VC_EXTRA_OPTS:-} "$@" --takeover >>"$VC_LOG" 2>&1
+	) &
+	TK_NEW=$!
+	VC_PIDS+=("$TK_NEW")
+	TK_STATUS=
+	for i in $(seq 1 600); do
+		if ! kill -0 "$TK_NEW" 2>/dev/null; then
+			TK_STATUS=0
+			wait "$TK_NEW" || TK_STATUS=$?
+			echo "the new daemon exited with status $TK_STATUS; log:" >&2
+			cat "$VC_LOG" >&2
+			return 1
+		fi
+		if [ "$(grep -c 'takeover: .* taken over' "$VC_LOG" || true)" -gt "$n0" ] &&
+		    ! kill -0 "$VC_PID" 2>/dev/null; then
+			wait "$VC_PID" 2>/dev/null || true
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "no takeover within 30 s; log:" >&2
+	cat "$VC_LOG" >&2
+	return 2
+}
+
+# qemu-io keeping IMG open, fed one command at a time (see reload.bats).
+tk_qemu_start() {	# IMG
+	mkfifo "$VC_TMP/q.fifo"
+	stdbuf -oL qemu-io -f raw "$1" <"$VC_TMP/q.fifo" >"$VC_TMP/q.out" 2>&1 &
+	TK_QPID=$!
+	dh_bg "$TK_QPID"
+	exec {TK_QFD}>"$VC_TMP/q.fifo"
+	MH_FDS+=("$TK_QFD")
+	TK_QN=0
+	tk_qemu_wait
+}
+
+tk_qemu_wait() {
+	local i
+	for i in $(seq 1 400); do
+		[ "$(grep -o 'qemu-io> ' "$VC_TMP/q.out" | wc -l)" -gt "$TK_QN" ] && return 0
+		kill -0 "$TK_QPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "qemu-io did not finish command $TK_QN:" >&2
+	cat "$VC_TMP/q.out" >&2
+	return 1
+}
+
+tk_qemu() {	# COMMAND
+	echo "$1" >&"$TK_QFD"
+	TK_QN=$((TK_QN + 1))
+	tk_qemu_wait
+}
+
+tk_qemu_quit() {
+	echo quit >&"$TK_QFD"
+	exec {TK_QFD}>&-
+	wait "$TK_QPID"
+	cat "$VC_TMP/q.out"
+	! grep -qiE 'fail|error' "$VC_TMP/q.out"
+}
+
+# The image's backing descriptor in the daemon VC_PID has MODE's flags,
+# and is writable when the image has a writer.
+tk_assert_mode() {	# FILE MODE ACCMODE
+	mh_backing_fd "$1"
+	echo "pid $VC_PID: $1: fd $MH_BFD flags 0$MH_BFLAGS, want cache=$2"
+	mh_assert_mode_flags "$2" "$MH_BFLAGS"
+	[ "$(mh_accmode "$MH_BFLAGS")" -eq "$3" ]
+}
+
+tk_mount() {	# CONF LINES...
+	mh_conf "$@"
+	vc_mount -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+}
+
+@test "fio --verify=crc32c and qemu-io keep running across a takeover: new pid, old one gone, mount never left, modes kept" {
+	truncate -s 32M "$VC_SRC/fio.img"
+	truncate -s 16M "$VC_SRC/q.img"
+	mkdir "$VC_SRC/dir"
+	touch "$VC_SRC/dir/a" "$VC_SRC/dir/b" "$VC_SRC/dir/c"
+	tk_mount writeback "[fio.img]" "cache = none" "[q.img]" "cache = writethrough"
+	local old=$VC_PID
+	tk_qemu_start "$VC_MNT/q.img"
+	tk_qemu "write -P 0x11 0 1M"
+	# Rate-limited, so that it writes before, during and after the
+	# takeover; verify_backlog checks the data as it goes.
+	fio --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_backlog=64 \
+		--verify_state_save=0 --rw=randwrite --bs=4k --size=16M \
+		--filename="$VC_MNT/fio.img" \
+		--name=buffered --ioengine=psync --rate_iops=300 --offset=0 \
+		--name=direct --ioengine=libaio --direct=1 --iodepth=8 \
+		--rate_iops=300 --offset=16M >"$VC_TMP/fio.out" 2>&1 &
+	local fio=$!
+	dh_bg "$fio"
+	# A directory handle open across the takeover, half read.
+	exec {dfd}<"$VC_MNT/dir"
+	MH_FDS+=("$dfd")
+	local i
+	for i in $(seq 1 200); do
+		[ -n "$(mh_backing_fds "$VC_SRC/fio.img")" ] && break
+		sleep 0.05
+	done
+	tk_assert_mode "$VC_SRC/fio.img" none "$MH_O_RDWR"
+	tk_assert_mode "$VC_SRC/q.img" writethrough "$MH_O_RDWR"
+	tk_watch_start
+	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+	# fio was still writing when the new daemon took over.
+	kill -0 "$fio"
+	VC_PID=$TK_NEW
+	[ "$TK_NEW" != "$old" ]
+	! kill -0 "$old" 2>/dev/null
+	tk_serves "$TK_NEW"
+	grep -q "takeover: the new daemon serves $VC_MNT; leaving without unmounting" "$VC_LOG"
+	# The modes, in the new daemon's descriptors.
+	tk_assert_mode "$VC_SRC/fio.img" none "$MH_O_RDWR"
+	tk_assert_mode "$VC_SRC/q.img" writethrough "$MH_O_RDWR"
+	# qemu-io's image: what was written before, and writes after.
+	tk_qemu "read -P 0x11 0 1M"
+	tk_qemu "write -P 0x22 1M 1M"
+	tk_qemu "flush"
+	tk_qemu "read -P 0x22 1M 1M"
+	wait "$fio" || { cat "$VC_TMP/fio.out"; false; }
+	output=$(cat "$VC_TMP/fio.out")
+	echo "$output" | grep -E 'err=|verify|READ|WRITE'
+	dh_fio_clean "$output"
+	echo "$output" | grep -qE 'READ: .*io=[1-9]'
+	tk_watch_stop
+	# The directory opened before the takeover lists in the new one.
+	[ "$(ls "/proc/self/fd/$dfd/" | tr '\n' ' ')" = "a b c " ]
+	exec {dfd}<&-
+	tk_qemu_quit
+	cmp <(head -c 1M /dev/zero | tr '\0' '\021') \
+		<(dd if="$VC_SRC/q.img" bs=1M count=1 status=none)
+	cmp <(head -c 1M /dev/zero | tr '\0' '\042') \
+		<(dd if="$VC_SRC/q.img" bs=1M skip=1 count=1 status=none)
+	# The new daemon unmounts as any would, and its log is clean.
+	vc_umount "$VC_MNT" "$TK_NEW"
+	! vc_is_mounted "$VC_MNT"
+	vc_check_log
+}
+
+@test "a second takeover: the new daemon hands over in its turn; the control socket follows" {
+	truncate -s 8M "$VC_SRC/disk.img"
+	tk_mount writeback "[disk.img]" "cache = directsync"
+	tk_qemu_start "$VC_MNT/disk.img"
+	tk_qemu "write -P 0x33 0 1M"
+	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+	VC_PID=$TK_NEW
+	# The new daemon answers on the same control socket.
+	run "$VCTL" --socket "$TK_CTL" status
+	echo "$output"
+	[[ "$output" == *"pid $TK_NEW)"* ]]
+	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+	VC_PID=$TK_NEW
+	tk_assert_mode "$VC_SRC/disk.img" directsync "$MH_O_RDWR"
+	tk_qemu "read -P 0x33 0 1M"
+	tk_qemu "write -P 0x44 1M 1M"
+	tk_qemu "read -P 0x44 1M 1M"
+	tk_qemu_quit
+	[ "$(grep -c 'leaving without unmounting' "$VC_LOG")" -eq 2 ]
+	vc_umount "$VC_MNT" "$TK_NEW"
+	vc_check_log
+}
+
+@test "refused: no vcachefs mount there, or no daemon at the control socket; the old daemon goes on" {
+	run "$VCACHEFS" -f --takeover "$VC_SRC" "$VC_TMP"
+	[ "$status" -ne 0 ]
+	echo "$output"
+	[[ "$output" == *"--takeover: no vcachefs mount at $VC_TMP"* ]]
+	truncate -s 4M "$VC_SRC/disk.img"
+	tk_mount writeback
+	run "$VCACHEFS" -f ${VC_EXTRA_OPTS:-} -c "$MH_CONF" --control "$VC_TMP/none.sock" \
+		--takeover "$VC_SRC" "$VC_MNT"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"takeover: no daemon answers at $VC_TMP/none.sock"* ]]
+	tk_serves "$VC_PID"
+	echo data >"$VC_MNT/disk.img"
+	[ "$(cat "$VC_SRC/disk.img")" = data ]
+	vc_umount
+	vc_check_log
+}
+
+# A takeover that fails after the old daemon paused and sent everything:
+# it resumes, and the image it holds open keeps working.
+tk_failed_takeover() {	# FAULT MESSAGE
+	truncate -s 8M "$VC_SRC/disk.img"
+	tk_mount writeback "[disk.img]" "cache = none"
+	tk_qemu_start "$VC_MNT/disk.img"
+	tk_qemu "write -P 0x55 0 1M"
+	local st=0
+	VCACHEFS_FAULT=$1 tk_takeover -c "$MH_CONF" --control "$TK_CTL" \
+		"$VC_SRC" "$VC_MNT" || st=$?
+	[ "$st" -eq 1 ]
+	[ "$TK_STATUS" -ne 0 ]
+	grep -q "$2" "$VC_LOG" || { cat "$VC_LOG"; false; }
+	grep -q "takeover refused: the new daemon refused: .*; serving on" "$VC_LOG"
+	tk_serves "$VC_PID"
+	! tk_serves "$TK_NEW" 2>/dev/null
+	tk_qemu "read -P 0x55 0 1M"
+	tk_qemu "write -P 0x66 1M 1M"
+	tk_qemu "read -P 0x66 1M 1M"
+	tk_assert_mode "$VC_SRC/disk.img" none "$MH_O_RDWR"
+	tk_qemu_quit
+	# And a later takeover still works.
+	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+	VC_PID=$TK_NEW
+	cat "$VC_MNT/disk.img" >/dev/null
+	vc_umount "$VC_MNT" "$TK_NEW"
+	vc_check_log
+}
+
+@test "failed: the new daemon cannot reopen an image; the old one resumes serving it" {
+	tk_failed_takeover open:1:EIO "takeover: reopening image .*: Input/output error; the old daemon goes on serving"
+}
+
+@test "failed: the new daemon would negotiate another INIT; the old one resumes" {
+	tk_failed_takeover takeover_init:1:EIO "INIT reply differs from the one the kernel got .*max_write"
+}
+
+@test "with FUSE over io_uring the takeover is refused with the kernel's reason; the old daemon goes on" {
+	[ "${VC_FUSE_URING:-0}" = 1 ] || skip "needs the io_uring pass (tests/run pass 2)"
+	truncate -s 4M "$VC_SRC/disk.img"
+	tk_mount writeback
+	local st=0
+	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT" || st=$?
+	[ "$st" -eq 1 ]
+	grep -q "takeover refused by the daemon of $TK_CTL: takeover: requests go through FUSE over io_uring" "$VC_LOG"
+	tk_serves "$VC_PID"
+	echo data >"$VC_MNT/disk.img"
+	[ "$(cat "$VC_SRC/disk.img")" = data ]
+	vc_umount
+	vc_check_log
+}
