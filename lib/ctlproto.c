@@ -231,7 +231,7 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err,
 		if (ctl_encode(words[0], name, sizeof(name)) < 0)
 			snprintf(name + sizeof(name) - 4, 4, "...");
 		ctl_reason(err, errlen, "unknown command '%s' (status, stats, "
-		    "reload, flush, drop-cache, takeover)", name);
+		    "reload, flush, drop-cache)", name);
 		return -EINVAL;
 	}
 	req->cmd = (enum ctl_cmd)i;
