@@ -57,6 +57,7 @@ static struct {
 
 static __thread bool dv_active;		/* this worker is inside a request */
 static __thread int dv_epfd = -1;	/* this worker's epoll set */
+static __thread bool dv_keyed;		/* dv_thread_end() will run */
 
 static void
 dv_kick(void)
@@ -123,7 +124,6 @@ dv_wait_readable(int fd)
 			ep = -1;
 		}
 		dv_epfd = ep;
-		pthread_setspecific(D.key, (void *)1);
 	}
 	if (dv_epfd >= 0) {
 		(void)epoll_wait(dv_epfd, ev, 2, -1);
@@ -168,6 +168,10 @@ static ssize_t
 dv_read(int fd, void *buf, size_t len, void *userdata)
 {
 	(void)userdata;
+	if (!dv_keyed) {
+		pthread_setspecific(D.key, (void *)1);
+		dv_keyed = true;
+	}
 	dv_leave_request();
 	for (;;) {
 		ssize_t n;
