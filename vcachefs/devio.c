@@ -243,8 +243,10 @@ dv_writev(int fd, struct iovec *iov, int count, void *userdata)
 		return (ssize_t)total;
 	}
 	n = writev(fd, iov, count);
-	if (oh->unique == 0)
-		return n;	/* a notification: no request of ours */
+	/* A notification, or libfuse's EAGAIN to an INTERRUPT (whose unique
+	 * has FUSE_INT_REQ_BIT): neither answers a counted request. */
+	if (oh->unique == 0 || (oh->unique & FUSE_INT_REQ_BIT))
+		return n;
 	if (n >= 0 && !atomic_load(&D.have_out) && atomic_load(&D.have_in) &&
 	    oh->unique == atomic_load(&D.init_unique)) {
 		D.init_out_len = dv_flatten(iov, count, D.init_out,
