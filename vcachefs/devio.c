@@ -30,6 +30,12 @@
 #include "handover.h"
 #include "log.h"
 
+/* The kernel marks an INTERRUPT's unique with it (FUSE 7.28; the
+ * installed headers may be older). */
+#ifndef FUSE_INT_REQ_BIT
+#define FUSE_INT_REQ_BIT	(1ULL << 0)
+#endif
+
 static struct {
 	int fd;				/* /dev/fuse, O_NONBLOCK */
 	int wakefd;			/* readable while paused or exiting */
