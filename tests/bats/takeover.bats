@@ -22,6 +22,7 @@ setup() {
 	dh_setup
 	TK_CTL=$VC_TMP/ctl.sock
 	TK_WATCH=
+	TK_TMPFS=
 }
 
 teardown() {
@@ -31,6 +32,10 @@ teardown() {
 		wait "$TK_WATCH" 2>/dev/null || true
 	fi
 	dh_cleanup
+	vc_stop_all
+	if [ -n "${TK_TMPFS:-}" ]; then
+		umount "$TK_TMPFS" 2>/dev/null || umount -l "$TK_TMPFS" 2>/dev/null || true
+	fi
 	mh_teardown
 }
 
@@ -309,5 +314,38 @@ tk_failed_takeover() {	# FAULT MESSAGE
 	echo data >"$VC_MNT/disk.img"
 	[ "$(cat "$VC_SRC/disk.img")" = data ]
 	vc_umount
+	vc_check_log
+}
+
+@test "in place (no SOURCE): the source directory under the mount is handed over; a tmpfs below it (no file handles) too" {
+	truncate -s 8M "$VC_SRC/disk.img"
+	# Objects on another filesystem below SOURCE have no handle the
+	# daemon can reopen: their descriptors are handed over.
+	mkdir "$VC_SRC/t"
+	mount -t tmpfs -o size=16M tmpfs "$VC_SRC/t"
+	TK_TMPFS=$VC_SRC/t
+	truncate -s 4M "$VC_SRC/t/other.img"
+	mh_conf writeback "[disk.img]" "cache = none"
+	vc_mount -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC"
+	VC_MNT=$VC_SRC
+	tk_qemu_start "$VC_SRC/disk.img"
+	tk_qemu "write -P 0x77 0 1M"
+	exec {ofd}<>"$VC_SRC/t/other.img"
+	MH_FDS+=("$ofd")
+	echo before >&"$ofd"
+	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC"
+	VC_PID=$TK_NEW
+	grep -q "serving $VC_SRC at $VC_SRC (pid $TK_NEW)" "$VC_LOG"
+	tk_qemu "read -P 0x77 0 1M"
+	tk_qemu "write -P 0x78 1M 1M"
+	tk_qemu "read -P 0x78 1M 1M"
+	echo after >&"$ofd"
+	exec {ofd}>&-
+	[ "$(head -c 13 "$VC_SRC/t/other.img")" = "$(printf 'before\nafter')" ]
+	tk_assert_mode "$VC_SRC/disk.img" none "$MH_O_RDWR"
+	tk_qemu_quit
+	vc_umount "$VC_SRC" "$TK_NEW"
+	umount "$TK_TMPFS"
+	TK_TMPFS=
 	vc_check_log
 }
