@@ -349,3 +349,35 @@ tk_failed_takeover() {	# FAULT MESSAGE
 	TK_TMPFS=
 	vc_check_log
 }
+
+@test "in place, a qcow2 overlay whose backing file is named by its path under the mount: qemu-io reads the chain across a takeover" {
+	qemu-img create -q -f qcow2 "$VC_SRC/base.qcow2" 16M
+	qemu-io -f qcow2 -c 'write -P 0x5a 0 1M' "$VC_SRC/base.qcow2" >/dev/null
+	mh_conf writeback "[base.qcow2]" "cache = none" "[top.qcow2]" "cache = writethrough"
+	vc_mount -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC"
+	VC_MNT=$VC_SRC
+	# Absolute backing name: through the mount, i.e. through the daemon.
+	qemu-img create -q -f qcow2 -F qcow2 -b "$VC_SRC/base.qcow2" "$VC_SRC/top.qcow2"
+	mkfifo "$VC_TMP/q.fifo"
+	stdbuf -oL qemu-io -f qcow2 "$VC_SRC/top.qcow2" <"$VC_TMP/q.fifo" >"$VC_TMP/q.out" 2>&1 &
+	TK_QPID=$!
+	dh_bg "$TK_QPID"
+	exec {TK_QFD}>"$VC_TMP/q.fifo"
+	MH_FDS+=("$TK_QFD")
+	TK_QN=0
+	tk_qemu_wait
+	tk_qemu "write -P 0x5b 1M 1M"
+	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC"
+	VC_PID=$TK_NEW
+	tk_qemu "read -P 0x5a 0 1M"
+	tk_qemu "read -P 0x5b 1M 1M"
+	tk_qemu "write -P 0x5c 2M 1M"
+	tk_qemu "read -P 0x5c 2M 1M"
+	# Both images in their modes in the new daemon (base read-only).
+	tk_assert_mode "$VC_SRC/top.qcow2" writethrough "$MH_O_RDWR"
+	tk_assert_mode "$VC_SRC/base.qcow2" none "$MH_O_RDONLY"
+	tk_qemu_quit
+	vc_umount "$VC_SRC" "$TK_NEW"
+	qemu-io -f qcow2 -c 'read -P 0x5c 2M 1M' "$VC_SRC/top.qcow2" | grep -q 'read 1048576/1048576'
+	vc_check_log
+}
