@@ -17,6 +17,7 @@ static const char *const ctl_cmd_names[CTL_NCMDS] = {
 	[CTL_FLUSH] = "flush",
 	[CTL_DROP_CACHE] = "drop-cache",
 	[CTL_TAKEOVER] = "takeover",
+	[CTL_FDSTORE] = "fdstore",
 };
 
 const char *
@@ -275,6 +276,7 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err,
 	case CTL_STATUS:
 	case CTL_RELOAD:
 	case CTL_TAKEOVER:
+	case CTL_FDSTORE:
 		if (req->nargs > 0) {
 			ctl_reason(err, errlen, "%s takes no arguments",
 			    ctl_cmd_name(req->cmd));

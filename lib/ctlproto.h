@@ -27,6 +27,7 @@ enum ctl_cmd {
 	CTL_FLUSH,
 	CTL_DROP_CACHE,
 	CTL_TAKEOVER,		/* vcachefs --takeover (takeover.c), not vcachefsctl */
+	CTL_FDSTORE,		/* into systemd's fd store (fdstore.c) */
 	CTL_NCMDS
 };
 

@@ -29,6 +29,7 @@
 #include "pagecache.h"
 #include "stats.h"
 #include "reload.h"
+#include "fdstore.h"
 #include "takeover.h"
 
 #define CTL_MAX_CLIENTS	32
@@ -611,6 +612,23 @@ ctl_takeover(struct ctl_client *c)
 	ctl_error(c, "takeover: %s", why);
 }
 
+/* vcachefsctl fdstore: into systemd's store, then this daemon leaves. */
+static void
+ctl_fdstore(struct ctl_client *c)
+{
+	char why[512];
+	int r = fdstore_give(ctl.fs, why, sizeof(why));
+
+	if (r == 1) {
+		ctl_close_listener();
+		ctl.handed_over = true;
+		ctl_buf_printf(&c->out, "ok\n");
+		c->closing = true;
+		return;
+	}
+	ctl_error(c, "fdstore: %s", why);
+}
+
 static void
 ctl_serve(struct ctl_client *c, const char *line, size_t len)
 {
@@ -640,6 +658,9 @@ ctl_serve(struct ctl_client *c, const char *line, size_t len)
 		break;
 	case CTL_TAKEOVER:
 		ctl_takeover(c);
+		break;
+	case CTL_FDSTORE:
+		ctl_fdstore(c);
 		break;
 	default:
 		ctl_refuse(c, "unknown command");

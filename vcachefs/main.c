@@ -22,6 +22,7 @@
 #include "fault.h"
 #include "fs.h"
 #include "devio.h"
+#include "fdstore.h"
 #include "fuse_uring.h"
 #include "io.h"
 #include "log.h"
@@ -752,10 +753,17 @@ main(int argc, char **argv)
 
 	if (vc_check_buffers(&o) < 0)
 		goto out_cfg;
+	/* Restarted by systemd with a stored connection: take it over. */
+	r = fdstore_take(o.mountpoint, mnt, sizeof(mnt), source, sizeof(source),
+	    &tk);
+	if (r < 0)
+		goto out_cfg;
+	if (r > 0)
+		o.takeover = true;
 	if (o.takeover) {
 		/* The mount stays: no preflight, the old daemon's source. */
-		if (takeover_begin(o.mountpoint, o.control, mnt, sizeof(mnt),
-		    source, sizeof(source), &tk) < 0)
+		if (!tk.from_store && takeover_begin(o.mountpoint, o.control,
+		    mnt, sizeof(mnt), source, sizeof(source), &tk) < 0)
 			goto out_cfg;
 		rootfd = tk.rootfd;
 		tk.rootfd = -1;

@@ -31,6 +31,7 @@
 #include "ctlproto.h"
 #include "devio.h"
 #include "fault.h"
+#include "fdstore.h"
 #include "log.h"
 #include "mounts.h"
 #include "takeover.h"
@@ -48,6 +49,9 @@ struct tk_hello {
 };
 
 static atomic_bool tk_given;
+
+static int tk_read_state(struct vc_takeover *tk, int memfd, uint64_t size);
+static void tk_init(struct vc_takeover *tk);
 
 bool
 takeover_given(void)
@@ -285,6 +289,84 @@ tk_state_memfd(struct vc_fs *fs, struct tk_collect *c, size_t *size)
 	return fd;
 }
 
+int
+takeover_pack(struct vc_fs *fs, struct vc_takeover_pack *p)
+{
+	struct vc_handover h;
+	struct tk_collect c = { .h = &h };
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	ho_init(&h);
+	r = tk_state_memfd(fs, &c, &p->size);
+	p->memfd = r;
+	p->fds = c.fds;
+	p->nfds = c.nfds;
+	p->ninodes = h.ninodes;
+	p->nimages = h.nimages;
+	p->ndirs = h.ndirs;
+	ho_free(&h);
+	if (r < 0) {
+		takeover_pack_free(p);
+		return r;
+	}
+	return 0;
+}
+
+void
+takeover_pack_free(struct vc_takeover_pack *p)
+{
+	if (p->memfd >= 0)
+		close(p->memfd);
+	p->memfd = -1;
+	if (p->fds != NULL)
+		tk_close_fds(p->fds, p->nfds);
+	free(p->fds);
+	p->fds = NULL;
+	p->nfds = 0;
+}
+
+void
+takeover_mark_given(struct vc_fs *fs)
+{
+	atomic_store(&tk_given, true);
+	devio_exit(fs->se);
+}
+
+int
+takeover_check(struct vc_fs *fs, char *why, size_t whylen)
+{
+	if (fs->fuse_uring)
+		return tk_why(why, whylen, -EOPNOTSUPP, "requests go through "
+		    "FUSE over io_uring, whose ring entries the kernel gives "
+		    "no way to hand over (see vcachefs(8)); start the daemon "
+		    "with --fuse-uring off to be able to take it over");
+	if (!devio_attached())
+		return tk_why(why, whylen, -EOPNOTSUPP, "this daemon was "
+		    "started for FUSE over io_uring and reads /dev/fuse "
+		    "without the takeover's I/O; start it with --fuse-uring "
+		    "off");
+	if (takeover_given())
+		return tk_why(why, whylen, -EALREADY, "already handed over");
+	return 0;
+}
+
+int
+takeover_read_state(struct vc_takeover *tk, int memfd)
+{
+	struct stat st;
+
+	if (fstat(memfd, &st) == -1)
+		return -errno;
+	return tk_read_state(tk, memfd, (uint64_t)st.st_size);
+}
+
+void
+takeover_init(struct vc_takeover *tk)
+{
+	tk_init(tk);
+}
+
 /* Hand over, the reads paused and drained. Returns 1, or -errno with why. */
 static int
 tk_give_paused(struct vc_fs *fs, int cfd, void (*close_listener)(void),
@@ -363,18 +445,9 @@ takeover_give(struct vc_fs *fs, int cfd, void (*close_listener)(void),
 {
 	int fl, r;
 
-	if (fs->fuse_uring)
-		return tk_why(why, whylen, -EOPNOTSUPP, "requests go through "
-		    "FUSE over io_uring, whose ring entries the kernel gives "
-		    "no way to hand over (see vcachefs(8)); start the daemon "
-		    "with --fuse-uring off to be able to take it over");
-	if (!devio_attached())
-		return tk_why(why, whylen, -EOPNOTSUPP, "this daemon was "
-		    "started for FUSE over io_uring and reads /dev/fuse "
-		    "without the takeover's I/O; start it with --fuse-uring "
-		    "off");
-	if (takeover_given())
-		return tk_why(why, whylen, -EALREADY, "already handed over");
+	r = takeover_check(fs, why, whylen);
+	if (r < 0)
+		return r;
 	fl = fcntl(cfd, F_GETFL);
 	if (fl == -1 || fcntl(cfd, F_SETFL, fl & ~O_NONBLOCK) == -1)
 		return tk_why(why, whylen, -errno, "control socket: %s",
@@ -746,6 +819,8 @@ takeover_commit(struct vc_takeover *tk)
 	char line[TK_REPLY_MAX];
 	int r;
 
+	if (tk->from_store)
+		return fdstore_release(tk);
 	if (send(tk->sock, "ack\n", 4, MSG_NOSIGNAL) != 4) {
 		r = -errno;
 		log_warnc(r, "takeover: sending the ack");

@@ -43,10 +43,28 @@ int takeover_give(struct vc_fs *fs, int cfd, void (*close_listener)(void),
 /* Whether this daemon gave its connection away (then: no unmount). */
 bool takeover_given(void);
 
+/* What a handover sends, for takeover_give() and fdstore_give(). */
+struct vc_takeover_pack {
+	int memfd;		/* the state (handover.h) */
+	size_t size;
+	int *fds;		/* copies of the inodes' descriptors */
+	unsigned nfds;
+	size_t ninodes, nimages, ndirs;
+};
+
+/* Whether this daemon can hand over at all: 0, or -errno with why. */
+int takeover_check(struct vc_fs *fs, char *why, size_t whylen);
+/* The state of fs, paused and drained. Returns 0 or -errno. */
+int takeover_pack(struct vc_fs *fs, struct vc_takeover_pack *p);
+void takeover_pack_free(struct vc_takeover_pack *p);
+/* The connection is handed over: end the session, never unmount. */
+void takeover_mark_given(struct vc_fs *fs);
+
 /* --- the new daemon --- */
 
 struct vc_takeover {
-	int sock;		/* to the old daemon */
+	int sock;		/* to the old daemon; -1 from the fd store */
+	bool from_store;	/* passed by systemd's fd store (fdstore.h) */
 	int devfd, rootfd;	/* owned until taken */
 	int *fds;		/* the inodes' descriptors; owned until taken */
 	unsigned nfds;
@@ -76,6 +94,9 @@ int takeover_install(struct vc_fs *fs, struct vc_takeover *tk, char *why,
 int takeover_commit(struct vc_takeover *tk);
 /* Tell the old daemon why not (it goes on serving) and drop what came. */
 void takeover_refuse(struct vc_takeover *tk, const char *why);
+void takeover_init(struct vc_takeover *tk);
 void takeover_free(struct vc_takeover *tk);
+/* Read and check the state in memfd into tk->state. Returns 0 or -errno. */
+int takeover_read_state(struct vc_takeover *tk, int memfd);
 
 #endif

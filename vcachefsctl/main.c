@@ -62,6 +62,8 @@ vctl_usage(FILE *out)
 "  reload                      re-read the configuration (as SIGHUP does)\n"
 "  flush [IMAGE... | --all]    make data durable now, even in unsafe mode\n"
 "  drop-cache IMAGE...         flush, then evict from the host page cache\n"
+"  fdstore                     hand the mount to systemd's fd store and let\n"
+"                              the daemon exit without unmounting (restart)\n"
 "\n"
 "  -m, --mount MOUNTPOINT      the mount (default socket %s/<escaped>.sock)\n"
 "  -s, --socket SOCKET         the control socket itself\n"
@@ -1171,6 +1173,23 @@ vctl_flush(struct vctl_conn *c, int argc, char **argv, bool drop)
 }
 
 static int
+vctl_fdstore(struct vctl_conn *c)
+{
+	struct vctl_reply r;
+
+	if (vctl_request(c, "fdstore\n", &r) < 0)
+		return VCTL_FAIL;
+	if (!r.ok) {
+		vctl_err("%s", r.error);
+		vctl_reply_free(&r);
+		return VCTL_FAIL;
+	}
+	printf("connection stored; the daemon exits without unmounting\n");
+	vctl_reply_free(&r);
+	return VCTL_OK;
+}
+
+static int
 vctl_reload(struct vctl_conn *c)
 {
 	struct vctl_reply r;
@@ -1361,11 +1380,12 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "status") && strcmp(cmd, "stats") && strcmp(cmd, "top") &&
 	    strcmp(cmd, "reload") && strcmp(cmd, "flush") &&
-	    strcmp(cmd, "drop-cache")) {
+	    strcmp(cmd, "drop-cache") && strcmp(cmd, "fdstore")) {
 		vctl_err("unknown command '%s' (see --help)", cmd);
 		return VCTL_USAGE;
 	}
 	if ((strcmp(cmd, "top") == 0 || strcmp(cmd, "reload") == 0 ||
+	    strcmp(cmd, "fdstore") == 0 ||
 	    (strcmp(cmd, "status") == 0 && !(argc == 1 &&
 	    strcmp(argv[0], "--json") == 0))) && argc > 0) {
 		vctl_err("%s takes no arguments (see --help)", cmd);
@@ -1411,6 +1431,8 @@ main(int argc, char **argv)
 		st = vctl_top(&conn);
 	else if (strcmp(cmd, "reload") == 0)
 		st = vctl_reload(&conn);
+	else if (strcmp(cmd, "fdstore") == 0)
+		st = vctl_fdstore(&conn);
 	else
 		st = vctl_flush(&conn, argc, argv, strcmp(cmd, "drop-cache") == 0);
 	close(conn.fd);

@@ -5,7 +5,8 @@
 # the pid serving the mount changes, the old daemon exits, the mount never
 # leaves /proc/mounts, and the images' backing descriptors in the new
 # daemon have their modes' flags. A takeover that is refused or fails at
-# any step leaves the old daemon serving.
+# any step leaves the old daemon serving. The same through systemd's fd
+# store, with a stand-in for systemd.
 
 load helper
 load modes_helper
@@ -379,5 +380,155 @@ tk_failed_takeover() {	# FAULT MESSAGE
 	tk_qemu_quit
 	vc_umount "$VC_SRC" "$TK_NEW"
 	qemu-io -f qcow2 -c 'read -P 0x5c 2M 1M' "$VC_SRC/top.qcow2" | grep -q 'read 1048576/1048576'
+	vc_check_log
+}
+
+# A stand-in for systemd (not PID 1 here): starts the daemon with
+# NOTIFY_SOCKET, keeps what it stores (FDSTORE=1, FDNAME=), drops what it
+# removes (FDSTOREREMOVE=1), and when the daemon exits 0 with a store,
+# starts the same command line again with the store passed as systemd
+# does (descriptors from 3, LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES). Logs
+# "start PID", "exit PID STATUS", "store NAME", "remove NAME".
+tk_minisd() {	# LOG SOCKET COMMAND...
+	python3 - "$@" <<'PYEOF'
+import array, os, socket, sys
+log = open(sys.argv[1], "a", buffering=1)
+sock, argv = sys.argv[2], sys.argv[3:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sock)
+s.settimeout(0.1)
+store = []	# (name, fd), in the order stored
+
+def start():
+    names = [n for n, _ in store]
+    pid = os.fork()
+    if pid == 0:
+        env = dict(os.environ, NOTIFY_SOCKET=sock)
+        if store:
+            for i, (_, fd) in enumerate(store):
+                os.dup2(fd, 3 + i, inheritable=True)
+            env.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(store)),
+                       LISTEN_FDNAMES=":".join(names))
+        os.execve(argv[0], argv, env)
+    log.write("start %d\n" % pid)
+    return pid
+
+child = start()
+while True:
+    try:
+        msg, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(4 * 8))
+        fds = array.array("i")
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:len(data) - len(data) % 4])
+        kv = dict(l.split("=", 1) for l in msg.decode().split("\n") if "=" in l)
+        name = kv.get("FDNAME", "stored")
+        if kv.get("FDSTORE") == "1":
+            for fd in fds:
+                store.append((name, fd))
+            log.write("store %s\n" % name)
+        elif kv.get("FDSTOREREMOVE") == "1":
+            for n, fd in [e for e in store if e[0] == name]:
+                os.close(fd)
+                store.remove((n, fd))
+            log.write("remove %s\n" % name)
+    except socket.timeout:
+        pass
+    pid, st = os.waitpid(child, os.WNOHANG)
+    if pid == 0:
+        continue
+    log.write("exit %d %d\n" % (pid, os.waitstatus_to_exitcode(st)))
+    if os.waitstatus_to_exitcode(st) == 0 and store:
+        child = start()
+    else:
+        break
+PYEOF
+}
+
+tk_sd_wait() {	# ERE [N]
+	local i n
+	for i in $(seq 1 600); do
+		n=$(grep -cE -- "$1" "$VC_TMP/sd.log" 2>/dev/null) || n=0
+		[ "$n" -ge "${2:-1}" ] && return 0
+		sleep 0.05
+	done
+	echo "no '$1' in the stand-in's log:" >&2
+	cat "$VC_TMP/sd.log" "$VC_LOG" >&2
+	return 1
+}
+
+@test "systemd's fd store (emulated): vcachefsctl fdstore, the restarted daemon takes over from LISTEN_FDS and empties the store; fio and qemu-io go on" {
+	truncate -s 32M "$VC_SRC/fio.img"
+	truncate -s 8M "$VC_SRC/q.img"
+	mh_conf writeback "[fio.img]" "cache = none" "[q.img]" "cache = writethrough"
+	# shellcheck disable=SC2086
+	tk_minisd "$VC_TMP/sd.log" "$VC_TMP/notify.sock" "$VCACHEFS" -f \
+		${VC_EXTRA_OPTS:-} -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT" \
+		>>"$VC_LOG" 2>&1 &
+	TK_SD=$!
+	dh_bg "$TK_SD"
+	VC_MOUNTS+=("$VC_MNT")
+	tk_sd_wait '^start '
+	local old new i
+	old=$(awk '$1 == "start" { print $2; exit }' "$VC_TMP/sd.log")
+	VC_PIDS+=("$old")
+	for i in $(seq 1 200); do vc_is_mounted "$VC_MNT" && break; sleep 0.05; done
+	vc_is_mounted "$VC_MNT"
+	VC_PID=$old
+	tk_qemu_start "$VC_MNT/q.img"
+	tk_qemu "write -P 0x61 0 1M"
+	fio --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_backlog=64 \
+		--verify_state_save=0 --rw=randwrite --bs=4k --size=16M \
+		--filename="$VC_MNT/fio.img" --name=direct --ioengine=libaio \
+		--direct=1 --iodepth=8 --rate_iops=300 >"$VC_TMP/fio.out" 2>&1 &
+	local fio=$!
+	dh_bg "$fio"
+	for i in $(seq 1 200); do
+		[ -n "$(mh_backing_fds "$VC_SRC/fio.img")" ] && break
+		sleep 0.05
+	done
+	tk_watch_start
+	run "$VCTL" --socket "$TK_CTL" fdstore
+	echo "$output"
+	[ "$status" -eq 0 ]
+	tk_sd_wait "^exit $old 0\$"
+	tk_sd_wait '^start ' 2
+	new=$(awk '$1 == "start" { p = $2 } END { print p }' "$VC_TMP/sd.log")
+	VC_PIDS+=("$new")
+	[ "$new" != "$old" ]
+	# Serving, it took its descriptors out of the store.
+	tk_sd_wait '^remove vcachefs-fuse$'
+	kill -0 "$fio"
+	grep -q "fdstore: taking over $VC_MNT from systemd's fd store" "$VC_LOG"
+	grep -q '^store vcachefs-state$' "$VC_TMP/sd.log"
+	VC_PID=$new
+	tk_serves "$new"
+	tk_assert_mode "$VC_SRC/fio.img" none "$MH_O_RDWR"
+	tk_assert_mode "$VC_SRC/q.img" writethrough "$MH_O_RDWR"
+	tk_qemu "read -P 0x61 0 1M"
+	tk_qemu "write -P 0x62 1M 1M"
+	tk_qemu "read -P 0x62 1M 1M"
+	wait "$fio" || { cat "$VC_TMP/fio.out"; false; }
+	output=$(cat "$VC_TMP/fio.out")
+	dh_fio_clean "$output"
+	tk_watch_stop
+	tk_qemu_quit
+	fusermount3 -u "$VC_MNT"
+	tk_sd_wait "^exit $new 0\$"
+	! vc_is_mounted "$VC_MNT"
+	vc_check_log
+}
+
+@test "fdstore without systemd (no NOTIFY_SOCKET) is refused; the daemon goes on" {
+	truncate -s 4M "$VC_SRC/disk.img"
+	tk_mount writeback
+	run "$VCTL" --socket "$TK_CTL" fdstore
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"fdstore: no systemd here (NOTIFY_SOCKET is unset)"* ]]
+	tk_serves "$VC_PID"
+	echo data >"$VC_MNT/disk.img"
+	[ "$(cat "$VC_SRC/disk.img")" = data ]
+	vc_umount
 	vc_check_log
 }
