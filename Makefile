@@ -13,7 +13,7 @@ SYSCONFDIR ?= /etc
 DESTDIR   ?=
 
 CC        ?= cc
-PKGS      := fuse3 liburing inih libqcow
+PKGS      := fuse3 liburing inih libqcow libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
