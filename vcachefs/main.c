@@ -694,6 +694,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	if (r < 0)
 		log_warnc(r, "readiness thread: no READY=1 for the service "
 		    "manager");
+	fault_hit(VC_FAULT_SERVE);	/* a slow start, for the readiness test */
 	r = fuse_session_loop_mt(fs->se, lc);
 	notify_stopping("stopping: making written data durable");
 	fuse_loop_cfg_destroy(lc);
