@@ -17,7 +17,9 @@
 #     that switches the running guest's image from writeback to none is
 #     followed by the guest finishing without error;
 #   - virt-aa-helper (AppArmor, dry run) finds the backing file through the
-#     mount and names both images by their paths on it.
+#     mount and names both images by their paths on it;
+#   - an unmount on the host is not refused while a guest runs (its QEMU
+#     has a mount namespace of its own): the daemon serves it to the end.
 # The backing files are looked at through a read-only bind mount of the
 # directory taken before the overmount.
 #
@@ -533,4 +535,36 @@ assert a["read_ops"] > 0, a
 	assert_line "  deny \"$base\" w,"
 	assert_not_exist "/etc/apparmor.d/libvirt/libvirt-$uuid"
 	assert_not_exist "/etc/apparmor.d/libvirt/libvirt-$uuid.files"
+}
+
+@test "libvirt: an unmount on the host is not refused while a guest runs (QEMU's own mount namespace); the daemon serves the guest until it stops, then exits" {
+	local img=$LV_DIR/ns.raw qpid
+
+	lv_raw ns.raw
+	lv_mount "[$LV_REL/ns.raw]" 'cache = none'
+	lv_define ns raw "" "$img" 1
+	lv_virsh start "$LV_DOM" >/dev/null
+	lv_wait_line "VCGUEST HOLD seed=$LV_SEED"
+	qpid=$(cat "/run/libvirt/qemu/$LV_DOM.pid")
+	# QEMU's namespace has its own copy of the mount.
+	awk -v m="$LV_IMAGES" '$2 == m && $3 == "fuse.vcachefs" { f = 1 } END { exit !f }' \
+	    "/proc/$qpid/mounts"
+
+	# Not "busy": the image is open in the other namespace only.
+	fusermount3 -u "$LV_IMAGES"
+	run -1 vc_is_mounted "$LV_IMAGES"
+	# Still serving: status answers, the image is open, the guest's
+	# mailbox reads go on through the daemon.
+	lv_assert_status "$LV_REL/ns.raw" none
+	mh_backing_fd "$img"
+	mh_assert_mode_flags none "$MH_BFLAGS"
+	# GO through the mount, where it still is: in QEMU's namespace.
+	printf 'VCGUEST GO seed=%s\n' "$LV_SEED" |
+	    nsenter -t "$qpid" -m dd of="$img" bs=512 seek=$((LV_MAILBOX / 512)) \
+	    conv=notrunc,fsync status=none
+	lv_wait_done
+	# The last close ends the daemon, as an unmount does.
+	vc_wait_exit "$VC_PID" 60
+	lv_assert_restored ns.raw
+	lv_assert_disk "$LV_UNDER/$LV_REL/ns.raw" 1
 }
