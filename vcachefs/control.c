@@ -375,7 +375,7 @@ ctl_stats_one(struct ctl_buf *b, struct vc_image *img, bool reset)
 		stats_reset(&img->stats);
 	ctl_buf_printf(b, "image");
 	ctl_buf_kv(b, "name", img->relpath);
-	ctl_buf_kv(b, "cache", policy_get(img->conf.cache)->name);
+	ctl_buf_kv(b, "cache", policy_get(image_conf_now(img).cache)->name);
 	for (unsigned op = 0; op < VC_STAT_NOPS; op++) {
 		snprintf(key, sizeof(key), "%s_ops", stats_op_name(op));
 		ctl_buf_kvu(b, key, s->ops[op]);
