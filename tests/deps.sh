@@ -6,9 +6,10 @@ set -euo pipefail
 pkgs=(build-essential pkg-config libfuse3-dev fuse3 liburing-dev libqcow-dev
       libinih-dev bats bats-assert bats-support bats-file fio qemu-utils
       strace attr util-linux-extra psmisc e2fsprogs python3 xfsprogs
-      stress-ng clang libclang-rt-14-dev acl prometheus tmux socat)
-# make deb and tests/bats/deb.bats (libsystemd-dev: debian/control Build-Depends)
-pkgs+=(debhelper dpkg-dev fakeroot lintian libsystemd-dev)
+      stress-ng clang libclang-rt-14-dev acl prometheus tmux socat
+      libsystemd-dev systemd)
+# make deb and tests/bats/deb.bats
+pkgs+=(debhelper dpkg-dev fakeroot lintian)
 
 missing=()
 for p in "${pkgs[@]}"; do
