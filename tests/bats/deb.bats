@@ -195,24 +195,27 @@ phase() {
 		cmp <(zcat "/usr/share/man/man$sec/$(basename "$m").gz") "$m" ||
 		    fail "installed $(basename "$m") differs from man/"
 	done
-	if [ -e "$REPO/etc/vcachefs@.service" ]; then
-		expect+=(/lib/systemd/system/vcachefs@.service)
-	fi
+	expect+=(/lib/systemd/system/vcachefs@.service)
 	for f in "${expect[@]}"; do
 		grep -qx -- "$f" <<<"$list" || fail "dpkg -L does not list $f"
 		[ -f "$f" ] || fail "$f listed but not there"
 	done
-	if [ -e "$REPO/etc/vcachefs@.service" ]; then
-		cmp /lib/systemd/system/vcachefs@.service "$REPO/etc/vcachefs@.service"
-		# A template has no instance to enable or start: no maintainer
-		# script and no symlink for it.
-		run find /etc/systemd -name 'vcachefs*'
-		assert_output ""
-		for f in postinst prerm postrm; do
-			! grep -qs vcachefs@ "$(dpkg-query --control-path vcachefs "$f")" ||
-			    fail "$f handles the template unit"
-		done
-	fi
+	cmp /lib/systemd/system/vcachefs@.service "$REPO/etc/vcachefs@.service"
+	# The programs the unit runs are the package's.
+	local progs
+	progs=$(grep -oE '^Exec[A-Za-z]+=-?/[^ ]+' /lib/systemd/system/vcachefs@.service | sed 's/^[^=]*=-\?//' | sort -u)
+	[ -n "$progs" ] || fail "the unit runs no program"
+	for f in $progs; do
+		grep -qx -- "$f" <<<"$list" || fail "the unit runs $f, which the package lacks"
+	done
+	# A template has no instance to enable or start: no maintainer
+	# script and no symlink for it.
+	run find /etc/systemd -name 'vcachefs*'
+	assert_output ""
+	for f in postinst prerm postrm; do
+		! grep -qs vcachefs@ "$(dpkg-query --control-path vcachefs "$f")" ||
+		    fail "$f handles the template unit"
+	done
 	run dpkg-query -W -f='${Conffiles}' vcachefs
 	assert_output --regexp '^ ?/etc/vcachefs.conf [0-9a-f]{32}$'
 	cmp /etc/vcachefs.conf "$REPO/etc/vcachefs.conf"
