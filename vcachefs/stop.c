@@ -126,7 +126,12 @@ stop_request(int sig, double *refused_at)
 			log_info("stop pending (service manager): %s is "
 			    "unmounted once no image is open", fs->mountpoint);
 		stop_pending = true;
-		notify_status("stop pending: %u image(s) open: %s", n, list);
+		if (n > 0)
+			notify_status("stop pending: %u image(s) open: %s", n,
+			    list);
+		else
+			notify_status("stop pending: unmounting %s failed "
+			    "(busy)", fs->mountpoint);
 	}
 	return false;
 }

@@ -136,6 +136,41 @@ install_tree() {
 	done
 }
 
+@test "unit: its ExecStart, ExecReload and KillSignal, run as systemd would for an instance, serve in place with READY=1" {
+	install_tree
+	# %f: the instance unescaped as a path, as systemd does.
+	local inst f start reload
+	inst=$(systemd-escape --path "$VC_MNT")
+	f=$(systemd-escape --unescape --path "$inst")
+	assert_equal "$f" "$VC_MNT"
+	echo hello >"$VC_MNT/a.img"
+	start=$(sed -n 's/^ExecStart=//p' "$UNIT")
+	reload=$(sed -n 's/^ExecReload=//p' "$UNIT")
+	start=${start//%f/$f}; start=${start//\$VCACHEFS_OPTS /}
+	reload=${reload//%f/$f}
+	echo "start: $start"; echo "reload: $reload"
+	listen
+	# shellcheck disable=SC2086
+	NOTIFY_SOCKET=$NOTIFY $start ${VC_EXTRA_OPTS:-} >>"$VC_LOG" 2>&1 &
+	VC_PID=$!
+	VC_PIDS+=("$VC_PID")
+	VC_MOUNTS+=("$VC_MNT")
+	wait_for "$NLOG" '^CHECK read'
+	grep -qx 'CHECK read=hello' "$NLOG"
+	grep -qx 'CHECK waiting=0' "$NLOG"
+	run msgs
+	assert_line --index 0 "READY=1|MAINPID=$VC_PID|STATUS=serving $VC_MNT at $VC_MNT"
+	# shellcheck disable=SC2086
+	run -0 $reload
+	wait_for "$NLOG" 'configuration reloaded'
+	kill -"$(sed -n 's/^KillSignal=SIG//p' "$UNIT")" "$VC_PID"
+	local rc=0
+	vc_wait_exit "$VC_PID" 20 || rc=$?
+	assert_equal "$rc" 0
+	! vc_is_mounted "$VC_MNT"
+	msgs | tail -1 | grep -q '^STOPPING=1'
+}
+
 @test "unit: systemd-analyze security --offline: exposure at most 5.0" {
 	install_tree
 	mkdir "$VC_TMP/check"
