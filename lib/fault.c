@@ -35,6 +35,7 @@ static const char *const fault_names[VC_FAULT_NPOINTS] = {
 	[VC_FAULT_RING_FALLBACK] = "ring_fallback",
 	[VC_FAULT_CLOSE_RANGE] = "close_range",
 	[VC_FAULT_NO_CACHESTAT] = "cachestat",
+	[VC_FAULT_SERVE] = "serve",
 };
 
 static const struct { const char *name; int err; } fault_errnos[] = {

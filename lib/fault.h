@@ -29,6 +29,7 @@ enum vc_fault_point {
 	VC_FAULT_RING_FALLBACK,	/* the REGISTER that sends the kernel back to /dev/fuse */
 	VC_FAULT_CLOSE_RANGE,	/* close_range(2) of inherited descriptors at start */
 	VC_FAULT_NO_CACHESTAT,	/* cachestat(2): any action makes pagecache.c use mincore */
+	VC_FAULT_SERVE,		/* just before the session loop starts (delay: a slow start) */
 	VC_FAULT_NPOINTS
 };
 

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "pagecache.h"
 #include "stats.h"
+#include "notify.h"
 #include "reload.h"
 
 #define CTL_MAX_CLIENTS	32
@@ -565,7 +566,9 @@ ctl_reload(struct ctl_client *c)
 
 	log_info("control: reload asked by pid %d uid %u", (int)c->pid,
 	    (unsigned)c->uid);
+	notify_reloading();
 	r = reload_config(&ctl.fs->reload, ctl_say, c);
+	notify_reloaded(r);
 	if (r < 0)
 		ctl_error(c, "reload: %s", r == -EINVAL ?
 		    "the configuration has errors; the old one stays in force" :

@@ -25,6 +25,8 @@
 #include "io.h"
 #include "log.h"
 #include "mounts.h"
+#include "mountopts.h"
+#include "notify.h"
 #include "preflight.h"
 #include "stop.h"
 #include "workpool.h"
@@ -50,7 +52,7 @@ struct vc_opts {
 	enum vc_fuse_uring_mode fuse_uring;
 	const char *log_file;
 	const char *control;	/* --control PATH; NULL: the default */
-	char mount_opts[1024];	/* -o options, joined with commas */
+	struct vc_mountopts mo;	/* -o options, sorted */
 	const char *source, *mountpoint;
 };
 
@@ -89,7 +91,8 @@ vc_usage(FILE *out)
 "                      built-in defaults when that file does not exist)\n"
 "  -f, --foreground    stay in the foreground and log to stderr\n"
 "  -d, --debug         log debug messages\n"
-"  -o OPT[,OPT...]     extra FUSE mount options\n"
+"  -o OPT[,OPT...]     mount options: config=FILE, log_file=FILE, FUSE\n"
+"                      options; mount(8) words (nofail, x-*) are ignored\n"
 "      --threads N     at most N worker threads (default %d)\n"
 "      --fuse-uring auto|on|off\n"
 "                      take FUSE requests through io_uring (Linux 6.14+,\n"
@@ -115,15 +118,38 @@ vc_usage(FILE *out)
 	    VC_CONTROL_DIR, VC_STOP_FORCE_WINDOW);
 }
 
+/* -o LIST; config= and log_file= stand for -c and --log-file. */
 static int
-vc_add_mount_opt(struct vc_opts *o, const char *opt)
+vc_add_mount_opts(struct vc_opts *o, const char *list)
 {
-	size_t len = strlen(o->mount_opts);
+	char err[256];
+	int r = mountopts_add(&o->mo, list, err, sizeof(err));
 
-	if (snprintf(o->mount_opts + len, sizeof(o->mount_opts) - len, "%s%s",
-	    len ? "," : "", opt) >= (int)(sizeof(o->mount_opts) - len)) {
-		log_warnx("-o: mount options too long");
-		return -1;
+	if (r < 0)
+		log_warnx("-o: %s", err);
+	return r < 0 ? -1 : 0;
+}
+
+/* The same setting twice (-c and config=): one place only. */
+static int
+vc_mount_opts_apply(struct vc_opts *o)
+{
+	if (o->mo.config[0] != '\0') {
+		if (o->config_named) {
+			log_warnx("-c and -o config= both given: name the "
+			    "configuration once");
+			return -1;
+		}
+		o->config = o->mo.config;
+		o->config_named = true;
+	}
+	if (o->mo.log_file[0] != '\0') {
+		if (o->log_file != NULL) {
+			log_warnx("--log-file and -o log_file= both given: "
+			    "name the log file once");
+			return -1;
+		}
+		o->log_file = o->mo.log_file;
 	}
 	return 0;
 }
@@ -137,6 +163,7 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 	int c;
 
 	memset(o, 0, sizeof(*o));
+	mountopts_init(&o->mo);
 	o->config = VC_CONFIG_DEFAULT_PATH;
 	o->threads = VC_THREADS_DEFAULT;
 	o->buffer_mib = VC_BUFMEM_DEFAULT;
@@ -155,7 +182,7 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 			o->debug = true;
 			break;
 		case 'o':
-			if (vc_add_mount_opt(o, optarg) < 0)
+			if (vc_add_mount_opts(o, optarg) < 0)
 				return -1;
 			break;
 		case OPT_THREADS:
@@ -218,6 +245,8 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 			return -1;
 		}
 	}
+	if (vc_mount_opts_apply(o) < 0)
+		return -1;
 	argc -= optind;
 	argv += optind;
 	if (o->check_config) {
@@ -417,7 +446,7 @@ vc_fuse_args(const struct vc_opts *o, const char *source,
 	snprintf(opts, sizeof(opts), "fsname=%s,subtype=vcachefs,"
 	    "default_permissions%s%s%s", source,
 	    geteuid() == 0 ? ",allow_other" : "",
-	    o->mount_opts[0] ? "," : "", o->mount_opts);
+	    o->mo.fuse[0] ? "," : "", o->mo.fuse);
 	if (fuse_opt_add_arg(args, "vcachefs") == -1 ||
 	    fuse_opt_add_arg(args, "-o") == -1 ||
 	    fuse_opt_add_arg(args, opts) == -1)
@@ -580,6 +609,7 @@ static int
 vc_serve(struct vc_fs *fs, const struct vc_opts *o,
     const struct vc_fuse_uring_plan *plan)
 {
+	char status[2 * PATH_MAX + 32];
 	struct fuse_loop_config *lc;
 	struct vc_mountent ent;
 	unsigned conn = 0;
@@ -658,7 +688,15 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	fuse_loop_cfg_set_max_threads(lc, o->threads);
 	fuse_loop_cfg_set_idle_threads(lc, o->threads);
 	fuse_loop_cfg_set_clone_fd(lc, 0);
+	snprintf(status, sizeof(status), "serving %s at %s", fs->source,
+	    fs->mountpoint);
+	r = notify_ready_start(fs->mountpoint, conn, status);
+	if (r < 0)
+		log_warnc(r, "readiness thread: no READY=1 for the service "
+		    "manager");
+	fault_hit(VC_FAULT_SERVE);	/* a slow start, for the readiness test */
 	r = fuse_session_loop_mt(fs->se, lc);
+	notify_stopping("stopping: making written data durable");
 	fuse_loop_cfg_destroy(lc);
 	control_stop();
 	stop_finish();
@@ -711,6 +749,8 @@ main(int argc, char **argv)
 	if (r != 0)
 		return r > 0 ? 0 : 1;
 	log_init("vcachefs", o.debug);
+	if (o.mo.dropped_suid_dev)
+		log_debug("-o suid/dev ignored: the mount is nosuid,nodev");
 #ifdef VC_FAULT_INJECT
 	if (fault_init(getenv("VCACHEFS_FAULT")) < 0)
 		return 1;
@@ -753,7 +793,7 @@ main(int argc, char **argv)
 	}
 	if (preflight_holders(mnt, o.force) < 0)
 		goto out_cfg;
-	if (preflight_fuse(strstr(o.mount_opts, "allow_other") != NULL) < 0)
+	if (preflight_fuse(strstr(o.mo.fuse, "allow_other") != NULL) < 0)
 		goto out_cfg;
 	if (o.fuse_uring != VC_FUSE_URING_OFF) {
 		fs.fuse_uring = fuse_uring_available(fs.fuse_uring_why,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "notify.h"
 #include "reload.h"
 #include "stop.h"
 
@@ -25,6 +26,13 @@ static int stop_abort_fd = -1;	/* the connection's abort file, or -1 */
 static volatile sig_atomic_t stop_was_forced;
 /* Set before stop_finish() wakes the thread: any other SIGUSR1 is ignored. */
 static volatile sig_atomic_t stop_finishing;
+/*
+ * Under a service manager a stop job cannot be taken back: a refused stop
+ * stays pending and completes once no image is open (stop_retry()).
+ * Only the signal thread touches these.
+ */
+static bool stop_pending;
+static bool stop_retry_warned;
 
 static void
 stop_name_open(const struct vc_image *img, void *arg)
@@ -113,6 +121,50 @@ stop_request(int sig, double *refused_at)
 		    VC_STOP_FORCE_WINDOW);
 	}
 	*refused_at = now;
+	if (notify_active()) {
+		if (!stop_pending)
+			log_info("stop pending (service manager): %s is "
+			    "unmounted once no image is open", fs->mountpoint);
+		stop_pending = true;
+		if (n > 0)
+			notify_status("stop pending: %u image(s) open: %s", n,
+			    list);
+		else
+			notify_status("stop pending: unmounting %s failed "
+			    "(busy)", fs->mountpoint);
+	}
+	return false;
+}
+
+static void
+stop_count_open(const struct vc_image *img, void *arg)
+{
+	(void)img;
+	(void)arg;
+}
+
+/*
+ * A pending stop, tried again: true once unmounted. Nothing tells this
+ * thread of a last close, so it asks once a second; a second more at
+ * the end of a stop costs nothing.
+ */
+static bool
+stop_retry(void)
+{
+	struct vc_fs *fs = stop_fs;
+
+	if (registry_foreach_open(&fs->registry, stop_count_open, NULL) > 0)
+		return false;
+	if (umount2(fs->mountpoint, 0) == 0 || errno == EINVAL) {
+		log_info("stop pending: no image open any more, unmounted %s",
+		    fs->mountpoint);
+		fuse_session_exit(fs->se);
+		return true;
+	}
+	if (!stop_retry_warned)
+		log_warn("stop pending: unmount %s (trying again every second)",
+		    fs->mountpoint);
+	stop_retry_warned = true;
 	return false;
 }
 
@@ -125,8 +177,18 @@ stop_main(void *arg)
 
 	stop_signal_set(&set);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		if (stop_pending) {
+			struct timespec second = { 1, 0 };
+
+			sig = sigtimedwait(&set, NULL, &second);
+			if (sig == -1) {
+				if (errno == EAGAIN && stop_retry())
+					break;
+				continue;
+			}
+		} else if (sigwait(&set, &sig) != 0) {
 			continue;
+		}
 		if (sig == SIGUSR1) {
 			if (stop_finishing)
 				break;	/* stop_finish(): the loop is over */
@@ -135,7 +197,9 @@ stop_main(void *arg)
 		if (sig == SIGHUP) {
 			/* Logs each error, switch and its summary itself. */
 			log_info("SIGHUP: reloading %s", stop_fs->reload.path);
-			reload_config(&stop_fs->reload, NULL, NULL);
+			notify_reloading();
+			notify_reloaded(reload_config(&stop_fs->reload, NULL,
+			    NULL));
 			continue;
 		}
 		if (stop_request(sig, &refused_at))
