@@ -6,6 +6,7 @@
 #   make install    install binaries, systemd unit, man pages and the sample
 #                   config (PREFIX, SBINDIR, MANDIR, SYSCONFDIR, UNITDIR, DESTDIR)
 #   make uninstall  remove them again (an edited /etc/vcachefs.conf stays)
+#   make deb        build the Debian package into build/deb/ (DEB_DIR)
 
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
@@ -24,8 +25,9 @@ PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
+# CPPFLAGS and LDFLAGS are the builder's (dpkg-buildflags: fortify, relro, now).
 ALL_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE -DVC_VERSION='"$(VERSION)"' \
-	-Ilib $(PKG_CFLAGS) $(CFLAGS)
+	-Ilib $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 # libgcc_s loaded at start: glibc dlopens it at the first pthread_cancel
 # (libfuse's loop ends that way), which fails once descriptors run out.
 LDLIBS    := $(PKG_LIBS) -lpthread -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
@@ -65,13 +67,13 @@ $(BA)/obj/%.o: %.c $(wildcard lib/*.h vcachefs/*.h)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
 
 $(B)/vcachefs: $(DAEMON_OBJ) $(LIB_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BA)/vcachefs: $(DAEMON_AOBJ) $(LIB_AOBJ)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/vcachefsctl: $(CTL_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 $(BA)/vcachefsctl: $(CTL_AOBJ)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^
@@ -138,6 +140,19 @@ uninstall:
 
 clean:
 	rm -rf $(B)
+
+# make deb: dpkg-buildpackage in a copy of the tree under DEB_DIR (it writes
+# its results to the parent directory, and debian/rules clean runs make
+# clean); the copy goes once the package is built.
+DEB_DIR ?= $(B)/deb
+.PHONY: deb
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/vcachefs-$(VERSION)
+	tar -c --exclude-vcs --exclude=./build --exclude=./demo -f - . | \
+	    tar -x -C $(DEB_DIR)/vcachefs-$(VERSION) -f -
+	cd $(DEB_DIR)/vcachefs-$(VERSION) && dpkg-buildpackage -us -uc -b
+	rm -rf $(DEB_DIR)/vcachefs-$(VERSION)
+	@ls -1 $(DEB_DIR)/*.deb
 
 .PHONY: bench
 bench: all
