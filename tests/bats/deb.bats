@@ -170,15 +170,16 @@ phase() {
 	run --separate-stderr vcachefs --check-config
 	assert_success
 	assert_output --partial "/etc/vcachefs.conf: configuration OK"
-	# ... and its rules apply to the images of a directory.
+	# ... and, as installed, only its [global] applies: the example
+	# sections are commented out, so an install changes no image's mode.
 	local src
 	src=$(mktemp -d /var/tmp/vcachefs-deb.XXXXXX)
 	touch "$src/debian.iso" "$src/win10.qcow2"
 	run --separate-stderr vcachefs --check-config -c /etc/vcachefs.conf "$src"
 	rm -rf "$src"
 	assert_success
-	assert_output --regexp 'debian\.iso: .*readonly=yes .*\[\*\.iso\]'
-	assert_output --regexp 'win10\.qcow2: cache=none .*\[win10\.qcow2\]'
+	assert_output --regexp 'debian\.iso: cache=writeback .*readonly=no .*\[global\]'
+	assert_output --regexp 'win10\.qcow2: cache=writeback .*\[global\]'
 	run --separate-stderr vcachefsctl --help
 	assert_success
 	assert_output --partial "usage: vcachefsctl"
