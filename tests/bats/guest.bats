@@ -7,9 +7,10 @@
 # after its writes and fsyncs): the daemon's backing descriptor has the
 # flags of the vcachefs mode, whatever QEMU's cache option; vcachefsctl
 # status names the mode and the section; vcachefsctl stats counts the
-# guest's writes and its three flushes, forwarded or, in unsafe, ignored.
-# After the guest powers off: its result line, and the backing file byte
-# for byte (tests/guest/expect.sh).
+# guest's writes and its three flushes, forwarded or, in unsafe, ignored;
+# QEMU's own descriptor has O_DIRECT as its -drive says. After the guest
+# powers off: its result line, the backing file byte for byte
+# (tests/guest/expect.sh), and a clean exit of the daemon at the unmount.
 
 bats_require_minimum_version 1.5.0
 
@@ -145,6 +146,15 @@ gu_wait_exit() {
 	[ "$rc" -eq 0 ] || { echo "qemu exited $rc" >&2; gu_console; return 1; }
 }
 
+# Unmount; the daemon exits 0 (in writeback and unsafe after syncing the
+# guest's data, which can take a while on a busy disk).
+gu_umount() {
+	local t0=$SECONDS
+	fusermount3 -u "$VC_MNT"
+	vc_wait_exit "$VC_PID" "$GU_WAIT"
+	echo "# daemon exited $((SECONDS - t0)) s after the unmount" >&3
+}
+
 # The whole of a raw disk (SIZE bytes) is the guest's pattern, the GO
 # record in the mailbox sector, and zeros everywhere else.
 gu_check_disk() {	# RAWFILE
@@ -159,11 +169,34 @@ gu_check_disk() {	# RAWFILE
 	cmp "$want" "$1"
 }
 
-# While the guest holds: the backing descriptor's flags, the status row and
-# the counters of IMAGE in vcachefs MODE with daemon engine AIO.
-gu_check_running() {	# IMAGE MODE AIO
+# QEMU's own descriptors of MNT/IMAGE have O_DIRECT exactly when its
+# -drive says cache=none: so that the daemon's flags, checked against the
+# vcachefs mode, are seen to be the daemon's choice and not QEMU's.
+gu_check_qemu_fds() {	# IMAGE DRIVEOPTS
+	local f fd flags n=0 want=0
+
+	case $2 in *cache=none*) want=1 ;; esac
+	for f in /proc/"$GU_PID"/fd/*; do
+		[ "$(readlink "$f" 2>/dev/null)" = "$VC_MNT/$1" ] || continue
+		fd=${f##*/}
+		flags=$(awk '$1 == "flags:" { print $2 }' /proc/"$GU_PID"/fdinfo/"$fd")
+		(( (8#$flags & MH_O_PATH) != 0 )) && continue
+		n=$((n + 1))
+		if [ $(( (8#$flags & MH_O_DIRECT) != 0 )) -ne "$want" ]; then
+			echo "qemu -drive $2: its fd $fd of the image has flags 0$flags, O_DIRECT want $want" >&2
+			return 1
+		fi
+	done
+	[ "$n" -gt 0 ] || { echo "qemu has no descriptor of $VC_MNT/$1" >&2; ls -l /proc/"$GU_PID"/fd >&2; return 1; }
+}
+
+# While the guest holds: QEMU's and the daemon's descriptors' flags, the
+# status row and the counters of IMAGE in vcachefs MODE with daemon engine
+# AIO.
+gu_check_running() {	# IMAGE MODE AIO DRIVEOPTS
 	local img=$1 mode=$2 aio=$3 re=${1//./\\.}
 
+	gu_check_qemu_fds "$img" "$4"
 	mh_backing_fd "$VC_SRC/$img"
 	mh_assert_mode_flags "$mode" "$MH_BFLAGS"
 	assert_equal "$(mh_accmode "$MH_BFLAGS")" "$MH_O_RDWR"
@@ -198,11 +231,12 @@ gu_boot_raw() {	# MODE native|io_uring
 	vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
 	gu_start "$img" raw "$(gu_drive "$2")"
 	gu_wait_line "VCGUEST HOLD seed=$GU_SEED"
-	gu_check_running "$img" "$mode" "$aio"
+	gu_check_running "$img" "$mode" "$aio" "$(gu_drive "$2")"
 	gu_release "$img" "$GU_MAILBOX"
 	gu_wait_exit
 	mh_wait_no_backing "$VC_SRC/$img"
 	gu_check_disk "$VC_SRC/$img"
+	gu_umount
 }
 
 @test "guest: writeback, -drive cache=none,aio=native" { gu_boot_raw writeback native; }
@@ -236,11 +270,12 @@ for e in json.load(sys.stdin):
 	vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
 	gu_start "$img" qcow2 "$(gu_drive native)"
 	gu_wait_line "VCGUEST HOLD seed=$GU_SEED"
-	gu_check_running "$img" none native
+	gu_check_running "$img" none native "$(gu_drive native)"
 	gu_release "$img" "$off"
 	gu_wait_exit
 	mh_wait_no_backing "$VC_SRC/$img"
 	qemu-img check -q "$VC_SRC/$img"
 	qemu-img convert -O raw "$VC_SRC/$img" "$VC_TMP/disk.raw"
 	gu_check_disk "$VC_TMP/disk.raw"
+	gu_umount
 }
