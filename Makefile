@@ -98,6 +98,11 @@ check: deps
 
 unit: $(UNIT_BIN)
 
+# The test guest of tests/bats/guest.bats, from Debian packages; cached.
+.PHONY: guest
+guest:
+	@tests/guest/mkguest.sh $(B)/guest
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/demo.sh

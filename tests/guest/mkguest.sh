@@ -2,8 +2,9 @@
 # mkguest.sh OUTDIR: build the small test guest that boots under QEMU (TCG
 # is enough), writes known patterns to its disk, checks them, prints one
 # result line on the serial console and powers off. From Debian packages
-# only; cached: a second run does nothing unless an output is missing or
-# older than its sources (init, pattern.awk, this script).
+# only; cached: a second run does nothing. The initramfs is rebuilt when
+# init, pattern.awk or this script is newer than it; the kernel is
+# downloaded again only when vmlinuz is missing or older than this script.
 #
 # Outputs
 #   OUTDIR/vmlinuz     the kernel of the linux-image-6.1.* package that
@@ -14,6 +15,8 @@
 #                      virtio_pci_modern_dev virtio_pci virtio_blk, plus
 #                      whatever they depend on), in dependency order
 #   OUTDIR/kernel-version  the kernel's release, e.g. 6.1.0-57-amd64
+#   OUTDIR/kernel/     the modules (uncompressed) and their load order, kept
+#                      so that a new /init does not download the kernel again
 #
 # Kernel command line (console on ttyS0):
 #   console=ttyS0 panic=-1 [quiet] vcguest.seed=N [vcguest.mode=write|verify]
@@ -40,8 +43,10 @@
 #   VCGUEST HOLD seed=N                       (vcguest.hold=1 only)
 #   VCGUEST RESULT ok seed=N mode=M uptime=SECONDS
 #   VCGUEST RESULT fail seed=N mode=M: REASON
-# then the guest powers off (poweroff -f) and qemu exits. Anything else on
-# the console is the kernel's.
+# each on a line of its own; then the guest powers off (poweroff -f) and
+# qemu exits 0. Anything else on the console is the firmware's or the
+# kernel's. If /init dies, the kernel panics and panic=-1 with -no-reboot
+# ends qemu too.
 #
 # Disk layout (virtio disk /dev/vda, LBA = 512-byte sector; the disk must
 # be at least 4 MiB; the guest writes nothing outside LBA 0..4096):
@@ -52,8 +57,9 @@
 #                   both regions read back equal (O_DIRECT, caches dropped)
 #   LBA 6144        mailbox (3 MiB), read only by the guest (vcguest.hold)
 # Each sector is one text line (pattern.awk): "VCGUEST seed=N region=R
-# lba=L" padded with spaces to 511 bytes, then "\n". Each fsync reaches
-# QEMU as a virtio flush, which QEMU passes on as fdatasync of the image.
+# lba=L" padded with spaces to 511 bytes, then "\n". Before HOLD (and
+# RESULT) the guest has made exactly three fsyncs (direct, buffered, done),
+# each a virtio flush that QEMU passes on as one fdatasync of the image.
 # Check a raw backing file byte for byte with
 #   tests/guest/expect.sh SEED FILE     (exit 0 equal, 1 with the first bad
 #                                        sector named; a qcow2: qemu-img
@@ -80,19 +86,27 @@ mkdir -p "$1"
 out=$(cd "$1" && pwd)
 MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk"
 
-# up to date: OUTPUT exists and no source is newer
-fresh() {
-	[ -s "$1" ] || return 1
-	for s in "$here/init" "$here/pattern.awk" "$here/mkguest.sh"; do
-		[ "$s" -nt "$1" ] && return 1
+# up to date: OUTPUT exists and none of SOURCES is newer
+fresh() {	# OUTPUT SOURCES...
+	o=$1
+	shift
+	[ -s "$o" ] || return 1
+	for s in "$@"; do
+		[ -n "$(find "$s" -newer "$o")" ] && return 1
 	done
 	return 0
+}
+kernel_fresh() {
+	fresh "$out/vmlinuz" "$here/mkguest.sh" && [ -s "$out/kernel/order" ]
+}
+initrd_fresh() {
+	fresh "$out/initrd.img" "$here/init" "$here/pattern.awk" "$here/mkguest.sh" "$out/vmlinuz"
 }
 
 # One builder at a time per OUTDIR; the others wait and find it done.
 exec 9>"$out/.lock"
 flock 9
-fresh "$out/vmlinuz" && fresh "$out/initrd.img" && exit 0
+kernel_fresh && initrd_fresh && exit 0
 
 tmp=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -111,45 +125,47 @@ fetch() {	# DIR PKG
 	return 1
 }
 
-# ---- kernel ----
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-    awk '$1 == "Depends:" && $2 ~ /^linux-image-6\.1\./ { print $2; exit }')
-[ -n "$kpkg" ] || { echo "mkguest: linux-image-amd64 depends on no linux-image-6.1.* package" >&2; exit 1; }
-mkdir "$tmp/kdeb" "$tmp/k"
-fetch "$tmp/kdeb" "$kpkg"
-dpkg-deb -x "$tmp/kdeb"/*.deb "$tmp/k"
-kver=${kpkg#linux-image-}
-mdir=$tmp/k/lib/modules/$kver
-[ -f "$tmp/k/boot/vmlinuz-$kver" ] && [ -d "$mdir" ] ||
-    { echo "mkguest: $kpkg has no boot/vmlinuz-$kver or lib/modules/$kver" >&2; exit 1; }
+# ---- kernel, and its modules the guest needs, kept in OUTDIR/kernel ----
+build_kernel() {
+	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+	    awk '$1 == "Depends:" && $2 ~ /^linux-image-6\.1\./ { print $2; exit }')
+	if [ -z "$kpkg" ]; then
+		echo "mkguest: linux-image-amd64 depends on no linux-image-6.1.* package" >&2
+		return 1
+	fi
+	mkdir "$tmp/kdeb" "$tmp/k" "$tmp/kmods"
+	fetch "$tmp/kdeb" "$kpkg" || return 1
+	dpkg-deb -x "$tmp/kdeb"/*.deb "$tmp/k" || return 1
+	kver=${kpkg#linux-image-}
+	mdir=$tmp/k/lib/modules/$kver
+	if [ ! -f "$tmp/k/boot/vmlinuz-$kver" ] || [ ! -d "$mdir" ]; then
+		echo "mkguest: $kpkg has no boot/vmlinuz-$kver or lib/modules/$kver" >&2
+		return 1
+	fi
+	: >"$tmp/kmods/order"
+	for m in $MODULES; do
+		add "$m" || return 1
+	done
+	# Install: vmlinuz last, so that its presence means the rest is there.
+	rm -rf "$out/kernel" &&
+	    mv "$tmp/kmods" "$out/kernel" &&
+	    echo "$kver" >"$out/kernel-version" &&
+	    cp "$tmp/k/boot/vmlinuz-$kver" "$tmp/vmlinuz" &&
+	    mv -f "$tmp/vmlinuz" "$out/vmlinuz"
+}
 
-# ---- busybox: the installed busybox-static, else its package ----
-mkdir -p "$tmp/root/bin" "$tmp/root/etc" "$tmp/root/lib/modules"
-if dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
-	cp /bin/busybox "$tmp/root/bin/busybox"
-else
-	mkdir "$tmp/bdeb" "$tmp/b"
-	fetch "$tmp/bdeb" busybox-static
-	dpkg-deb -x "$tmp/bdeb"/*.deb "$tmp/b"
-	cp "$tmp/b/bin/busybox" "$tmp/root/bin/busybox"
-fi
-# A dynamic busybox would fail in the guest, which has no libc.
-if objdump -p "$tmp/root/bin/busybox" 2>/dev/null | grep -q NEEDED; then
-	echo "mkguest: /bin/busybox is not static (busybox-static not installed?)" >&2
-	exit 1
-fi
-
-# ---- modules: uncompressed (busybox insmod may not decompress), and
-# sorted so that each comes after what its "depends=" field names (the
-# field depmod builds modules.dep from; the package ships no modules.dep).
+# Modules go in uncompressed (busybox insmod may not decompress; Debian 12
+# does not compress them, later releases do), and in an order where each
+# comes after what its "depends=" field names (the field depmod builds
+# modules.dep from; the package ships no modules.dep).
 modfile() {	# NAME -> path of NAME.ko* in the kernel's tree
 	f=$(find "$mdir/kernel" -name "$1.ko" -o -name "$1.ko.xz" -o -name "$1.ko.zst" -o -name "$1.ko.gz" | head -n 1)
 	[ -n "$f" ] || { echo "mkguest: no module $1 in $kpkg" >&2; return 1; }
 	echo "$f"
 }
-unpack() {	# NAME: $tmp/root/lib/modules/NAME.ko
+unpack() {	# NAME: $tmp/kmods/NAME.ko
 	f=$(modfile "$1") || return 1
-	o=$tmp/root/lib/modules/$1.ko
+	o=$tmp/kmods/$1.ko
 	case $f in
 	*.ko) cp "$f" "$o" ;;
 	*.xz) xz -dc "$f" >"$o" ;;
@@ -158,35 +174,48 @@ unpack() {	# NAME: $tmp/root/lib/modules/NAME.ko
 	esac
 }
 deps() {	# NAME -> the modules it needs, one a line
-	objcopy -O binary --only-section=.modinfo "$tmp/root/lib/modules/$1.ko" /dev/stdout |
+	objcopy -O binary --only-section=.modinfo "$tmp/kmods/$1.ko" /dev/stdout |
 	    tr '\0' '\n' | sed -n 's/^depends=//p' | tr ',' '\n' | sed '/^$/d' | tr '-' '_'
 }
-: >"$tmp/order"
-add() {	# NAME [CHAIN]: append NAME after its dependencies
-	grep -qx "$1" "$tmp/order" && return 0
+add() {	# NAME [CHAIN]: append NAME to the order after its dependencies
+	grep -qx "$1" "$tmp/kmods/order" && return 0
 	case " ${2:-} " in *" $1 "*) echo "mkguest: module dependency loop: ${2:-} $1" >&2; return 1 ;; esac
-	[ -f "$tmp/root/lib/modules/$1.ko" ] || unpack "$1" || return 1
+	[ -f "$tmp/kmods/$1.ko" ] || unpack "$1" || return 1
 	for d in $(deps "$1"); do
 		add "$d" "${2:-} $1" || return 1
 	done
-	echo "$1" >>"$tmp/order"
+	echo "$1" >>"$tmp/kmods/order"
 }
-for m in $MODULES; do
-	add "$m"
-done
-cp "$tmp/order" "$tmp/root/etc/vcguest-modules"
 
 # ---- initramfs ----
-cp "$here/init" "$tmp/root/init"
-cp "$here/pattern.awk" "$tmp/root/pattern.awk"
-chmod 755 "$tmp/root/init" "$tmp/root/bin/busybox"
-(cd "$tmp/root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
-    gzip -9n >"$tmp/initrd.img"
+build_initrd() {
+	mkdir -p "$tmp/root/bin" "$tmp/root/etc" "$tmp/root/lib/modules"
+	# busybox: the installed busybox-static, else its package
+	if dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
+		cp /bin/busybox "$tmp/root/bin/busybox" || return 1
+	else
+		mkdir "$tmp/bdeb" "$tmp/b"
+		fetch "$tmp/bdeb" busybox-static || return 1
+		dpkg-deb -x "$tmp/bdeb"/*.deb "$tmp/b" || return 1
+		cp "$tmp/b/bin/busybox" "$tmp/root/bin/busybox" || return 1
+	fi
+	# A dynamic busybox would fail in the guest, which has no libc.
+	if objdump -p "$tmp/root/bin/busybox" 2>/dev/null | grep -q NEEDED; then
+		echo "mkguest: the busybox found is not static" >&2
+		return 1
+	fi
+	while read -r m; do
+		cp "$out/kernel/$m.ko" "$tmp/root/lib/modules/" || return 1
+	done <"$out/kernel/order"
+	cp "$out/kernel/order" "$tmp/root/etc/vcguest-modules" &&
+	    cp "$here/init" "$tmp/root/init" &&
+	    cp "$here/pattern.awk" "$tmp/root/pattern.awk" &&
+	    chmod 755 "$tmp/root/init" "$tmp/root/bin/busybox" || return 1
+	(cd "$tmp/root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
+	    gzip -9n >"$tmp/initrd.img" || return 1
+	mv -f "$tmp/initrd.img" "$out/initrd.img"
+}
 
-# Install: the kernel last, so that "both present" means "both done".
-cp "$tmp/k/boot/vmlinuz-$kver" "$tmp/vmlinuz"
-echo "$kver" >"$tmp/kernel-version"
-mv -f "$tmp/initrd.img" "$out/initrd.img"
-mv -f "$tmp/kernel-version" "$out/kernel-version"
-mv -f "$tmp/vmlinuz" "$out/vmlinuz"
-echo "mkguest: $out: kernel $kver, modules: $(tr '\n' ' ' <"$tmp/order")"
+kernel_fresh || build_kernel
+initrd_fresh || build_initrd
+echo "mkguest: $out: kernel $(cat "$out/kernel-version"), modules: $(tr '\n' ' ' <"$out/kernel/order")"
