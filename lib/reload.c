@@ -53,6 +53,8 @@ struct reload_said {
 	void (*say)(const char *line, void *arg);
 	void *arg;
 	unsigned lines;
+	char *verdict;			/* NULL: the verdict goes to say */
+	size_t verdict_len;
 };
 
 static void
@@ -68,6 +70,8 @@ reload_say_error(const char *line, void *arg)
 
 static void reload_say(struct reload_said *s, bool warn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static void reload_reject(struct reload_said *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 reload_say(struct reload_said *s, bool warn, const char *fmt, ...)
@@ -86,11 +90,29 @@ reload_say(struct reload_said *s, bool warn, const char *fmt, ...)
 		s->say(line, s->arg);
 }
 
+/* The one line that says the file was rejected: logged, and to the caller. */
+static void
+reload_reject(struct reload_said *s, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_warnx("%s", line);
+	if (s->verdict != NULL)
+		snprintf(s->verdict, s->verdict_len, "%s", line);
+	else if (s->say != NULL)
+		s->say(line, s->arg);
+}
+
 int
 reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
-    void *arg)
+    void *arg, char *verdict, size_t len)
 {
-	struct reload_said s = { .say = say, .arg = arg };
+	struct reload_said s = { .say = say, .arg = arg, .verdict = verdict,
+	    .verdict_len = len };
 	struct vc_config *cfg, **old;
 	struct stat st;
 	unsigned switched;
@@ -103,7 +125,7 @@ reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
 	 */
 	if (stat(rl->path, &st) == 0 && !S_ISREG(st.st_mode)) {
 		reload_say(&s, true, "%s: not a regular file", rl->path);
-		reload_say(&s, true, "reload rejected: 1 error(s); the old "
+		reload_reject(&s, "reload rejected: 1 error(s); the old "
 		    "configuration stays");
 		pthread_mutex_unlock(&rl->lock);
 		return -EINVAL;
@@ -111,7 +133,7 @@ reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
 	err = cfg_load_say(rl->path, rl->named, &cfg, reload_say_error, &s);
 	if (err < 0) {
 		/* A file that cannot be read at all is one error. */
-		reload_say(&s, true, "reload rejected: %u error(s); the old "
+		reload_reject(&s, "reload rejected: %u error(s); the old "
 		    "configuration stays", s.lines > 0 ? s.lines : 1);
 		pthread_mutex_unlock(&rl->lock);
 		return err;
@@ -119,7 +141,7 @@ reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
 	old = realloc(rl->old, (rl->nold + 1) * sizeof(*old));
 	if (old == NULL) {
 		cfg_free(cfg);
-		reload_say(&s, true, "reload rejected: out of memory; the old "
+		reload_reject(&s, "reload rejected: out of memory; the old "
 		    "configuration stays");
 		pthread_mutex_unlock(&rl->lock);
 		return -ENOMEM;

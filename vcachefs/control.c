@@ -561,15 +561,15 @@ ctl_say(const char *line, void *arg)
 static void
 ctl_reload(struct ctl_client *c)
 {
+	char verdict[512] = "";
 	int r;
 
 	log_info("control: reload asked by pid %d uid %u", (int)c->pid,
 	    (unsigned)c->uid);
-	r = reload_config(&ctl.fs->reload, ctl_say, c);
+	r = reload_config(&ctl.fs->reload, ctl_say, c, verdict, sizeof(verdict));
+	/* The error lines came as messages; the verdict is the error. */
 	if (r < 0)
-		ctl_error(c, "reload: %s", r == -EINVAL ?
-		    "the configuration has errors; the old one stays in force" :
-		    strerror(-r));
+		ctl_error(c, "%s", verdict[0] != '\0' ? verdict : strerror(-r));
 	else
 		ctl_buf_printf(&c->out, "ok\n");
 }

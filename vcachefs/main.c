@@ -726,13 +726,9 @@ main(int argc, char **argv)
 
 	memset(&fs, 0, sizeof(fs));
 	r = cfg_load(o.config, o.config_named, &fs.cfg);
-	if (r < 0) {
-		/* cfg_load() has said what is wrong; sum up parse errors. */
-		if (r == -EINVAL)
-			log_warnx("%s: configuration has errors%s", o.config,
-		    o.check_config ? "" : ", not mounting");
+	/* cfg_load() has said what is wrong, one FILE:LINE line an error. */
+	if (r < 0)
 		return 1;
-	}
 	if (o.check_config) {
 		status = vc_check_config(&o, fs.cfg);
 		cfg_free(fs.cfg);

@@ -135,7 +135,7 @@ stop_main(void *arg)
 		if (sig == SIGHUP) {
 			/* Logs each error, switch and its summary itself. */
 			log_info("SIGHUP: reloading %s", stop_fs->reload.path);
-			reload_config(&stop_fs->reload, NULL, NULL);
+			reload_config(&stop_fs->reload, NULL, NULL, NULL, 0);
 			continue;
 		}
 		if (stop_request(sig, &refused_at))

@@ -261,6 +261,21 @@ assert a["write_ops"] == 0 and a["read_ops"] == 0 and a["write_max_ns"] == 0, a
 	run -1 "$VCTL" -m "$VC_MNT" drop-cache nosuch.img
 }
 
+@test "reload of a broken file: one FILE:LINE line an error, then the verdict as the one error line" {
+	truncate -s 16M "$VC_SRC/a.img"
+	mh_mount writeback
+	printf '[global]\ncache = fast\n[a.img]\nbogus = 1\n' >"$MH_CONF"
+	run --separate-stderr "$VCTL" -m "$VC_MNT" reload
+	assert_equal "$status" 1
+	assert_equal "$output" ""
+	assert_equal "$stderr" "$MH_CONF:2: cache: unknown mode 'fast' (expected writeback, writethrough, none, directsync, unsafe)
+$MH_CONF:4: unknown key 'bogus' (expected cache, aio, readonly, format)
+vcachefsctl: reload rejected: 2 error(s); the old configuration stays"
+	# The log says the same, once.
+	assert_equal "$(grep -c 'reload rejected: 2 error(s); the old configuration stays$' "$VC_LOG")" 1
+	vc_check_log
+}
+
 @test "a peer that is neither root nor the daemon's user is refused and logged" {
 	mkdir -m 0777 "$VC_TMP/ctl"
 	truncate -s 16M "$VC_SRC/a.img"

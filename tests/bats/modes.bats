@@ -460,6 +460,8 @@ win10.qcow2: cache=none aio=threads readonly=no (from [win10.qcow2])"
 	refute_output --partial 'configuration OK'
 	[[ $stderr == *"$MH_CONF:4"* ]] ||
 	    fail "stderr does not name $MH_CONF:4: $stderr"
+	# One line for the one error: no summary after it.
+	assert_equal "$(grep -c . <<<"$stderr")" 1
 	# The same config does not mount either.
 	run timeout 10 "$VCACHEFS" -f -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
 	assert_failure 1
