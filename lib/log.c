@@ -18,12 +18,51 @@ static const char *log_ident = "vcachefs";
 /* Serialises lines to a file so that threads never interleave them. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Messages said before the target was set, for it; protected by log_lock. */
+struct log_early {
+	int prio;
+	time_t when;
+	char *msg;			/* owned */
+};
+static struct log_early log_kept[VC_LOG_EARLY_MAX];
+static unsigned log_nkept;
+static bool log_keeping = true;		/* until log_set_target() */
+static unsigned log_lost;		/* past VC_LOG_EARLY_MAX */
+/* Also to stderr: a syslog or file target before log_detached(). */
+static bool log_tee;
+
 void
 log_init(const char *ident, bool debug)
 {
 	log_ident = ident;
 	log_verbose = debug;
 	log_target = VC_LOG_STDERR;
+}
+
+static void log_write(enum vc_log_target target, int prio, time_t when,
+    const char *msg);
+
+/* Hand the kept start-up messages to the new target, then drop them;
+ * called with log_lock held. */
+static void
+log_replay(enum vc_log_target target)
+{
+	char msg[128];
+
+	for (unsigned i = 0; i < log_nkept; i++) {
+		if (target != VC_LOG_STDERR)
+			log_write(target, log_kept[i].prio, log_kept[i].when,
+			    log_kept[i].msg);
+		free(log_kept[i].msg);
+	}
+	if (log_lost > 0 && target != VC_LOG_STDERR) {
+		snprintf(msg, sizeof(msg), "%u more start-up message(s) were "
+		    "on stderr only", log_lost);
+		log_write(target, LOG_WARNING, time(NULL), msg);
+	}
+	log_nkept = 0;
+	log_lost = 0;
+	log_keeping = false;
 }
 
 int
@@ -44,8 +83,18 @@ log_set_target(enum vc_log_target target, const char *path)
 		fclose(log_file);
 	log_file = f;
 	log_target = target;
+	log_tee = target != VC_LOG_STDERR;
+	log_replay(target);
 	pthread_mutex_unlock(&log_lock);
 	return 0;
+}
+
+void
+log_detached(void)
+{
+	pthread_mutex_lock(&log_lock);
+	log_tee = false;
+	pthread_mutex_unlock(&log_lock);
 }
 
 bool
@@ -54,10 +103,46 @@ log_debug_enabled(void)
 	return log_verbose;
 }
 
+/* One line to target; called with log_lock held. */
+static void
+log_write(enum vc_log_target target, int prio, time_t when, const char *msg)
+{
+	char stamp[32];
+	struct tm tm;
+
+	switch (target) {
+	case VC_LOG_SYSLOG:
+		syslog(prio, "%s", msg);
+		break;
+	case VC_LOG_FILE:
+		localtime_r(&when, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+		fprintf(log_file, "%s %s: %s\n", stamp, log_ident, msg);
+		break;
+	default:
+		fprintf(stderr, "%s: %s\n", log_ident, msg);
+		break;
+	}
+}
+
+/* Keep a start-up message for the target still to come; with log_lock. */
+static void
+log_keep(int prio, time_t when, const char *msg)
+{
+	char *copy;
+
+	if (log_nkept == VC_LOG_EARLY_MAX || (copy = strdup(msg)) == NULL) {
+		log_lost++;
+		return;
+	}
+	log_kept[log_nkept++] = (struct log_early){ prio, when, copy };
+}
+
 static void
 log_vemit(int prio, const char *fmt, va_list ap, const char *suffix)
 {
 	char msg[2048];
+	time_t now = time(NULL);
 	int n;
 
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -66,26 +151,13 @@ log_vemit(int prio, const char *fmt, va_list ap, const char *suffix)
 	if (suffix != NULL && (size_t)n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - n, ": %s", suffix);
 
-	switch (log_target) {
-	case VC_LOG_SYSLOG:
-		syslog(prio, "%s", msg);
-		break;
-	case VC_LOG_FILE: {
-		char stamp[32];
-		time_t now = time(NULL);
-		struct tm tm;
-
-		localtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
-		pthread_mutex_lock(&log_lock);
-		fprintf(log_file, "%s %s: %s\n", stamp, log_ident, msg);
-		pthread_mutex_unlock(&log_lock);
-		break;
-	}
-	default:
-		fprintf(stderr, "%s: %s\n", log_ident, msg);
-		break;
-	}
+	pthread_mutex_lock(&log_lock);
+	if (log_keeping)
+		log_keep(prio, now, msg);
+	if (log_tee)
+		log_write(VC_LOG_STDERR, prio, now, msg);
+	log_write(log_target, prio, now, msg);
+	pthread_mutex_unlock(&log_lock);
 }
 
 static void

@@ -273,8 +273,11 @@ static void
 vc_protect_self(void)
 {
 	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	int err = fault_hit(VC_FAULT_OOM_ADJ);
 
-	if (fd == -1 || write(fd, "-1000", 5) != 5)
+	if (err < 0)
+		errno = -err;
+	if (fd == -1 || err < 0 || write(fd, "-1000", 5) != 5)
 		log_warn("cannot set oom_score_adj to -1000 (needs CAP_SYS_RESOURCE)");
 	if (fd != -1)
 		close(fd);
@@ -434,7 +437,7 @@ vc_daemon_logging(const struct vc_opts *o)
 	int err;
 
 	if (o->foreground)
-		return 0;
+		return log_set_target(VC_LOG_STDERR, NULL);
 	if (o->log_file != NULL) {
 		err = log_set_target(VC_LOG_FILE, o->log_file);
 		if (err < 0) {
@@ -588,12 +591,11 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	if (mounts_find(fs->mountpoint, &ent) > 0)
 		conn = ent.minor;
 	if (!o->foreground) {
-		if (vc_daemon_logging(o) < 0)
-			return -1;
 		if (fuse_daemonize(0) == -1) {
 			log_warnx("cannot detach from the terminal");
 			return -1;
 		}
+		log_detached();
 	}
 	/* After fork: the ring and its thread belong to the daemon process. */
 	r = uring_init(&fs->uring);
@@ -722,6 +724,9 @@ main(int argc, char **argv)
 	/* Not in the foreground: a service manager may pass descriptors. */
 	if (!o.foreground && !o.check_config)
 		vc_close_inherited();
+	/* From here every message also reaches the daemon's log (log.h). */
+	if (!o.check_config && vc_daemon_logging(&o) < 0)
+		return 1;
 	vc_raise_nofile();
 
 	memset(&fs, 0, sizeof(fs));

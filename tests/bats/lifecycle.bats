@@ -396,6 +396,46 @@ no_sanitizer_reports() {
 	no_sanitizer_reports
 }
 
+@test "daemon mode: the start-up warnings and the stale-mount notice reach --log-file, and a refused start too" {
+	echo hello >"$VC_SRC/a.img"
+	vc_mount "$VC_SRC" "$VC_MNT"
+	kill -9 "$VC_PID"
+	vc_wait_exit "$VC_PID" 5 || true
+	# Refused (stale, no --force): said on stderr and in the file.
+	run --separate-stderr start_daemon --log-file "$VC_TMP/refused.log" "$VC_SRC" "$VC_MNT"
+	assert_equal "$status" 1
+	[[ $stderr == *stale*--force* ]] || fail "not a stale/--force message: $stderr"
+	grep -E "vcachefs: $VC_MNT: stale .* mount .*--force" "$VC_TMP/refused.log" ||
+		fail "the refusal is not in --log-file: $(cat "$VC_TMP/refused.log")"
+	# With --force, and oom_score_adj refused as without CAP_SYS_RESOURCE.
+	VC_MOUNTS+=("$VC_MNT")
+	local log=$VC_TMP/started.log
+	VCACHEFS_FAULT=oom_score_adj:1:EACCES run --separate-stderr \
+	    start_daemon --force --log-file "$log" "$VC_SRC" "$VC_MNT"
+	echo "stderr: $stderr"
+	assert_success
+	local pid
+	pid=$(sed -n 's/.*serving .* (pid \([0-9]*\)).*/\1/p' "$log" | tail -1)
+	[ -n "$pid" ] || fail "no serving line: $(cat "$log")"
+	DAEMONS+=("$pid")
+	cat "$log"
+	grep -E "^[0-9-]+ [0-9:]+ vcachefs: $VC_MNT: lazily unmounted a stale .* mount \(--force\)$" "$log" ||
+		fail "no stale-mount notice in --log-file"
+	grep -E "^[0-9-]+ [0-9:]+ vcachefs: cannot set oom_score_adj to -1000 \(needs CAP_SYS_RESOURCE\): Permission denied$" "$log" ||
+		fail "no oom_score_adj warning in --log-file"
+	# Before detaching they were on stderr too, once each.
+	assert_equal "$(grep -c 'lazily unmounted a stale' <<<"$stderr")" 1
+	assert_equal "$(grep -c 'cannot set oom_score_adj' <<<"$stderr")" 1
+	# Each start-up line is in the file once, in order, before serving.
+	assert_equal "$(grep -c 'lazily unmounted a stale' "$log")" 1
+	[ "$(grep -n 'lazily unmounted' "$log" | cut -d: -f1)" -lt \
+	    "$(grep -n 'serving ' "$log" | cut -d: -f1)" ]
+	assert_equal "$(cat "$VC_MNT/a.img")" hello
+	fusermount3 -u "$VC_MNT"
+	gone "$pid" 5 || fail "daemon $pid still running after unmount"
+	no_sanitizer_reports
+}
+
 @test "daemon mode: SIGTERM stops a detached daemon" {
 	VC_MOUNTS+=("$VC_SRC")
 	run --separate-stderr start_daemon --log-file "$VC_LOG" "$VC_SRC"
