@@ -151,12 +151,20 @@ release_holder() {
 	assert_not_mounted "$VC_SRC"
 }
 
-@test "SIGTERM with an image open: refused, still serving; a second SIGTERM within 5 s forces a lazy unmount" {
+@test "SIGTERM with an image open: refused naming the holders' pids, still serving; a second SIGTERM within 5 s forces a lazy unmount" {
 	make_image "$VC_SRC/disk.img"
+	echo x >"$VC_SRC/other.img"
 	vc_mount "$VC_SRC" "$VC_MNT"
+	hold_open "$VC_MNT/other.img"
+	local h1=$HOLDER
 	hold_open "$VC_MNT/disk.img"
 	kill -TERM "$VC_PID"
-	wait_log 'refusing to stop: 1 image\(s\) open: .*disk\.img'
+	wait_log 'refusing to stop: 2 image\(s\) open: '
+	# Each image with the pid, command and descriptor that hold it.
+	grep -F "disk.img (held by pid $HOLDER (sleep) fd 9)" "$VC_LOG" ||
+		fail "the holder of disk.img is not named: $(cat "$VC_LOG")"
+	grep -F "other.img (held by pid $h1 (sleep) fd 9)" "$VC_LOG" ||
+		fail "the holder of other.img is not named: $(cat "$VC_LOG")"
 	kill -0 "$VC_PID"
 	vc_is_mounted "$VC_MNT"
 	assert_equal "$(sha "$VC_MNT/disk.img")" "$SHA"
@@ -176,7 +184,7 @@ release_holder() {
 	vc_mount "$VC_SRC"
 	hold_open "$VC_SRC/disk.img"
 	kill -INT "$VC_PID"
-	wait_log 'refusing to stop: 1 image\(s\) open: .*disk\.img'
+	wait_log "refusing to stop: 1 image\\(s\\) open: disk\\.img \\(held by pid $HOLDER \\(sleep\\) fd 9\\); "
 	vc_is_mounted "$VC_SRC"
 	kill -TERM "$VC_PID"
 	vc_wait_exit "$VC_PID" 5
