@@ -8,6 +8,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <fuse_log.h>
 
 #include "log.h"
 
@@ -138,18 +139,11 @@ log_keep(int prio, time_t when, const char *msg)
 	log_kept[log_nkept++] = (struct log_early){ prio, when, copy };
 }
 
+/* One message line to wherever messages go now. */
 static void
-log_vemit(int prio, const char *fmt, va_list ap, const char *suffix)
+log_line(int prio, const char *msg)
 {
-	char msg[2048];
 	time_t now = time(NULL);
-	int n;
-
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (n < 0)
-		return;
-	if (suffix != NULL && (size_t)n < sizeof(msg))
-		snprintf(msg + n, sizeof(msg) - n, ": %s", suffix);
 
 	pthread_mutex_lock(&log_lock);
 	if (log_keeping)
@@ -158,6 +152,65 @@ log_vemit(int prio, const char *fmt, va_list ap, const char *suffix)
 		log_write(VC_LOG_STDERR, prio, now, msg);
 	log_write(log_target, prio, now, msg);
 	pthread_mutex_unlock(&log_lock);
+}
+
+static void
+log_vemit(int prio, const char *fmt, va_list ap, const char *suffix)
+{
+	char msg[2048];
+	int n;
+
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (n < 0)
+		return;
+	if (suffix != NULL && (size_t)n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - n, ": %s", suffix);
+	log_line(prio, msg);
+}
+
+/*
+ * libfuse's messages ("fuse: ..."); its levels are syslog's. It may say
+ * one line in several calls: each thread gathers its own up to the
+ * newline (a full buffer is said as it is).
+ */
+static __thread char log_fuse_buf[1024];
+static __thread size_t log_fuse_len;
+
+static void
+log_fuse(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char *nl;
+	int n;
+
+	if (level == FUSE_LOG_DEBUG && !log_verbose)
+		return;
+	n = vsnprintf(log_fuse_buf + log_fuse_len, sizeof(log_fuse_buf) -
+	    log_fuse_len, fmt, ap);
+	if (n < 0)
+		return;
+	log_fuse_len += (size_t)n;
+	if (log_fuse_len >= sizeof(log_fuse_buf))
+		log_fuse_len = sizeof(log_fuse_buf) - 1;
+	while ((nl = memchr(log_fuse_buf, '\n', log_fuse_len)) != NULL) {
+		size_t used = (size_t)(nl - log_fuse_buf) + 1;
+
+		*nl = '\0';
+		if (nl > log_fuse_buf)
+			log_line((int)level, log_fuse_buf);
+		memmove(log_fuse_buf, nl + 1, log_fuse_len - used);
+		log_fuse_len -= used;
+	}
+	if (log_fuse_len == sizeof(log_fuse_buf) - 1) {
+		log_fuse_buf[log_fuse_len] = '\0';
+		log_line((int)level, log_fuse_buf);
+		log_fuse_len = 0;
+	}
+}
+
+void
+log_route_fuse(void)
+{
+	fuse_set_log_func(log_fuse);
 }
 
 static void

@@ -34,6 +34,8 @@ void log_init(const char *ident, bool debug);
 int log_set_target(enum vc_log_target target, const char *path);
 /* The daemon has detached: stop copying messages to stderr. */
 void log_detached(void);
+/* libfuse's own messages go through this module too (one log for all). */
+void log_route_fuse(void);
 bool log_debug_enabled(void);
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));	/* appends strerror(errno) */

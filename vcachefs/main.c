@@ -713,6 +713,7 @@ main(int argc, char **argv)
 	if (r != 0)
 		return r > 0 ? 0 : 1;
 	log_init("vcachefs", o.debug);
+	log_route_fuse();
 #ifdef VC_FAULT_INJECT
 	if (fault_init(getenv("VCACHEFS_FAULT")) < 0)
 		return 1;
