@@ -353,7 +353,8 @@ vctl_is_number(const char *v)
 {
 	if (*v == '-')
 		v++;
-	if (*v == '\0')
+	/* JSON has no leading zeros: "02140002" (octal flags) stays a string. */
+	if (*v == '\0' || (v[0] == '0' && v[1] != '\0'))
 		return false;
 	for (; *v; v++)
 		if (*v < '0' || *v > '9')

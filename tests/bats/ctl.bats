@@ -128,6 +128,14 @@ ct_flag_bit() {	# NAME
 			sum=$((sum | bit))
 		done
 		assert_equal "$(printf '%o' "$sum")" "$(printf '%o' "$((8#$MH_BFLAGS))")"
+		# --json: valid JSON, the octal flags a string, fd a number.
+		run -0 sh -c '"$1" -m "$2" status --json | python3 -c "
+import json, sys
+for i in json.load(sys.stdin)[\"images\"]:
+    if i[\"name\"] == sys.argv[1]:
+        print(i[\"backing_fd\"] + 0, i[\"backing_flags\"], i[\"backing_flag_names\"])
+" "$3"' sh "$VCTL" "$VC_MNT" "$img"
+		assert_output "$MH_BFD $MH_BFLAGS $names"
 	done
 }
 
