@@ -185,7 +185,8 @@ checkconf_collect(struct checkconf_walk *w, int srcfd)
 		checkconf_note(w, -errno, "");
 	else
 		err = checkconf_walk_dir(w, fd, "");
-	if (err == 0)
+	/* An empty SOURCE has no array at all: qsort() must not see NULL. */
+	if (err == 0 && w->npaths > 0)
 		qsort(w->paths, w->npaths, sizeof(*w->paths), checkconf_cmp);
 	else
 		log_warnc(err, "%s", w->srcname);
