@@ -185,11 +185,10 @@ checkconf_collect(struct checkconf_walk *w, int srcfd)
 		checkconf_note(w, -errno, "");
 	else
 		err = checkconf_walk_dir(w, fd, "");
-	/* An empty SOURCE has no array at all: qsort() must not see NULL. */
-	if (err == 0 && w->npaths > 0)
-		qsort(w->paths, w->npaths, sizeof(*w->paths), checkconf_cmp);
-	else
+	if (err != 0)
 		log_warnc(err, "%s", w->srcname);
+	else if (w->npaths > 0)	/* an empty SOURCE has no array: no NULL to qsort() */
+		qsort(w->paths, w->npaths, sizeof(*w->paths), checkconf_cmp);
 	return err;
 }
 
