@@ -185,10 +185,10 @@ checkconf_collect(struct checkconf_walk *w, int srcfd)
 		checkconf_note(w, -errno, "");
 	else
 		err = checkconf_walk_dir(w, fd, "");
-	if (err == 0 && w->npaths > 0)	/* qsort wants a non-NULL array */
-		qsort(w->paths, w->npaths, sizeof(*w->paths), checkconf_cmp);
-	else
+	if (err != 0)
 		log_warnc(err, "%s", w->srcname);
+	else if (w->npaths > 0)	/* none (an empty directory): paths is NULL */
+		qsort(w->paths, w->npaths, sizeof(*w->paths), checkconf_cmp);
 	return err;
 }
 

@@ -977,6 +977,17 @@ registry_conf(struct vc_registry *r, struct vc_inode *dir, const char *name,
 	return 0;
 }
 
+struct vc_image_conf
+image_conf_now(struct vc_image *img)
+{
+	struct vc_image_conf c;
+
+	pthread_mutex_lock(&img->info_lock);
+	c = img->conf;
+	pthread_mutex_unlock(&img->info_lock);
+	return c;
+}
+
 void
 image_info(struct vc_image *img, struct vc_image_info *out)
 {

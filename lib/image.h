@@ -227,6 +227,8 @@ struct vc_image_info {
 	unsigned opencount;
 };
 void image_info(struct vc_image *img, struct vc_image_info *out);
+/* The settings in effect now: a reload may change them under info_lock. */
+struct vc_image_conf image_conf_now(struct vc_image *img);
 /* Call fn on each open image, holding a reference (fn may block: flush,
  * cachestat); stops at the first fn that returns < 0 and returns that,
  * else the number of images. */

@@ -320,6 +320,38 @@ uring_complete(struct uring_req *req, int res)
 	uring_resubmit(req);			/* the short remainder */
 }
 
+/*
+ * The rest of req done here, with plain system calls, when the ring has
+ * no room for it: the store's own result reaches the client, never the
+ * ring's -EBUSY. Rare, and this thread blocks only for the one request.
+ */
+static void
+uring_sync(struct uring_req *req)
+{
+	struct vc_image *img = req->img;
+	ssize_t r;
+
+	pthread_rwlock_rdlock(&img->fdlock);
+	switch (req->op) {
+	case VC_STAT_READ:
+		r = backing_pread_full(img->fd, req->buf + req->done,
+		    req->len - req->done, req->off + (off_t)req->done);
+		break;
+	case VC_STAT_WRITE:
+		r = backing_pwrite_full(img->fd, (req->src != NULL ?
+		    req->src : req->buf) + req->done, req->len - req->done,
+		    req->off + (off_t)req->done, req->rwf);
+		break;
+	default:
+		r = backing_latch(img, backing_sync(img->fd, req->datasync));
+		break;
+	}
+	pthread_rwlock_unlock(&img->fdlock);
+	if (r > 0)
+		req->done += (size_t)r;
+	uring_finish(req, r < 0 ? r : 0);
+}
+
 /* Prepare req again (its ring's thread), remembering it for the unlock
  * after submit. */
 static void
@@ -328,7 +360,7 @@ uring_resubmit(struct uring_req *req)
 	struct vc_uring_local *rc = req->rc;
 
 	if (rc->nbatch == VC_URING_BATCH || uring_prep(req) < 0) {
-		uring_finish(req, -EBUSY);
+		uring_sync(req);	/* a full ring is no error of the store */
 		return;
 	}
 	rc->batch[rc->nbatch++] = req;

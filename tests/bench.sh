@@ -149,7 +149,9 @@ stop_fs() { fusermount3 -u "$mnt"; wait "$pid" || true; pid=""; }
 # STATS_AB=1: row 3, counting on and off, taking turns.
 if [ "${STATS_AB:-0}" = 1 ]; then
 	row=${rows[2]}
-	printf '%-20s %-4s %12s %12s %12s\n' mode runs "on us/req" "off us/req" "on vs off"
+	# "pairs": each on run against the off run right after it, median and
+	# range, so the spread of the machine shows beside the total.
+	printf '%-20s %-4s %12s %12s %12s %24s\n' mode runs "on us/req" "off us/req" "on vs off" "pairs: median (range)"
 	for m in "${modes[@]}"; do
 		read -r cache aio <<<"$m"
 		[ "$cache" = anchor ] && continue
@@ -172,12 +174,18 @@ if [ "${STATS_AB:-0}" = 1 ]; then
 		done
 		DAEMON_ENV=
 		awk -v m="$cache+$aio" -v rt="$runtime" -v reps="$REPS" '
-		    { ns[$1] += $2; req[$1] += $3 * rt }
+		    { ns[$1] += $2; req[$1] += $3 * rt
+		      us = $3 ? $2 / ($3 * rt) : 0
+		      if ($1 == "on") last = us
+		      else if (us > 0) d[++n] = (last - us) / us * 100 }
 		    END {
 			on = req["on"] ? ns["on"] / req["on"] / 1000 : 0
 			off = req["off"] ? ns["off"] / req["off"] / 1000 : 0
-			printf "%-20s %-4d %12.2f %12.2f %+11.1f%%\n", m, reps, on, off,
-			    off ? (on - off) / off * 100 : 0 }' "$work/ab"
+			for (i = 2; i <= n; i++)	# insertion sort: n is REPS
+				for (j = i; j > 1 && d[j - 1] > d[j]; j--) { t = d[j]; d[j] = d[j - 1]; d[j - 1] = t }
+			med = n ? d[int((n + 1) / 2)] : 0
+			printf "%-20s %-4d %12.2f %12.2f %+11.1f%% %+9.1f%% (%+.1f..%+.1f)\n", m, reps, on, off,
+			    off ? (on - off) / off * 100 : 0, med, d[1], d[n] }' "$work/ab"
 		sed 's/^/#   /' "$work/ab"
 	done
 	echo "machine: $(nproc) cores, $(uname -r), $BACKING backing ($(df -T "$src" | awk 'NR==2 { print $2 }')), row 3, $REPS run(s) each way, CPU from schedstat"

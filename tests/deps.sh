@@ -6,7 +6,12 @@ set -euo pipefail
 pkgs=(build-essential pkg-config libfuse3-dev fuse3 liburing-dev libqcow-dev
       libinih-dev bats bats-assert bats-support bats-file fio qemu-utils
       strace attr util-linux-extra psmisc e2fsprogs python3 xfsprogs
-      stress-ng clang libclang-rt-14-dev acl prometheus tmux socat)
+      stress-ng clang libclang-rt-14-dev acl prometheus tmux socat
+      qemu-system-x86 busybox-static cpio libvirt-daemon-system libvirt-clients
+      libsystemd-dev systemd man-db)
+
+# make deb and tests/bats/deb.bats
+pkgs+=(debhelper dpkg-dev fakeroot lintian)
 
 missing=()
 for p in "${pkgs[@]}"; do

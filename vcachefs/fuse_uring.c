@@ -326,7 +326,26 @@ fr_prep_cmd(struct fr_ent *e, unsigned op, uint64_t commit_id, bool bad)
 	struct io_uring_sqe *sqe = fr_sqe(t);
 	struct fr_cmd_req *cr;
 
-	if (sqe == NULL) {		/* cannot happen: the ring has room */
+	if (sqe == NULL && op == FR_CMD_COMMIT_AND_FETCH) {
+		/*
+		 * Only when io_uring_submit itself fails (the ring has room
+		 * for every entry). Keep the reply, as a reply from another
+		 * thread waits, and let the loop try again after its submit:
+		 * a dropped commit would leave the request unanswered.
+		 */
+		static _Atomic bool said;
+
+		if (!atomic_exchange(&said, true))
+			log_warnx("FUSE ring: no submission entry for a reply; "
+			    "retrying it after the next submit");
+		atomic_store(&e->unique, commit_id);
+		pthread_mutex_lock(&t->lock);
+		e->next = t->replied;
+		t->replied = e;
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	if (sqe == NULL) {		/* REGISTER at start: the ring is empty */
 		log_warnx("FUSE ring: no submission entry; entry lost");
 		if (e->state == FR_USER)
 			t->nuser--;
@@ -967,7 +986,7 @@ fr_loop(struct fr_thread *t)
 {
 	for (;;) {
 		struct io_uring_cqe *cqe;
-		struct fr_ent *e, *replied;
+		struct fr_ent *e, *next, *replied;
 		unsigned head, seen = 0, nreq = 0, nover = 0;
 		bool stopping, wait;
 
@@ -975,9 +994,10 @@ fr_loop(struct fr_thread *t)
 		replied = t->replied;
 		t->replied = NULL;
 		pthread_mutex_unlock(&t->lock);
-		for (e = replied; e != NULL; e = e->next) {
+		for (e = replied; e != NULL; e = next) {
 			uint64_t id = atomic_exchange(&e->unique, 0);
 
+			next = e->next;	/* fr_prep_cmd may queue e again */
 			fr_prep_cmd(e, FR_CMD_COMMIT_AND_FETCH, id, false);
 		}
 

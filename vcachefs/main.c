@@ -27,6 +27,8 @@
 #include "io.h"
 #include "log.h"
 #include "mounts.h"
+#include "mountopts.h"
+#include "notify.h"
 #include "preflight.h"
 #include "stop.h"
 #include "takeover.h"
@@ -54,7 +56,7 @@ struct vc_opts {
 	enum vc_fuse_uring_mode fuse_uring;
 	const char *log_file;
 	const char *control;	/* --control PATH; NULL: the default */
-	char mount_opts[1024];	/* -o options, joined with commas */
+	struct vc_mountopts mo;	/* -o options, sorted */
 	const char *source, *mountpoint;
 };
 
@@ -94,7 +96,8 @@ vc_usage(FILE *out)
 "                      built-in defaults when that file does not exist)\n"
 "  -f, --foreground    stay in the foreground and log to stderr\n"
 "  -d, --debug         log debug messages\n"
-"  -o OPT[,OPT...]     extra FUSE mount options\n"
+"  -o OPT[,OPT...]     mount options: config=FILE, log_file=FILE, FUSE\n"
+"                      options; mount(8) words (nofail, x-*) are ignored\n"
 "      --threads N     at most N worker threads (default %d)\n"
 "      --fuse-uring auto|on|off\n"
 "                      take FUSE requests through io_uring (Linux 6.14+,\n"
@@ -122,15 +125,38 @@ vc_usage(FILE *out)
 	    VC_CONTROL_DIR, VC_STOP_FORCE_WINDOW);
 }
 
+/* -o LIST; config= and log_file= stand for -c and --log-file. */
 static int
-vc_add_mount_opt(struct vc_opts *o, const char *opt)
+vc_add_mount_opts(struct vc_opts *o, const char *list)
 {
-	size_t len = strlen(o->mount_opts);
+	char err[256];
+	int r = mountopts_add(&o->mo, list, err, sizeof(err));
 
-	if (snprintf(o->mount_opts + len, sizeof(o->mount_opts) - len, "%s%s",
-	    len ? "," : "", opt) >= (int)(sizeof(o->mount_opts) - len)) {
-		log_warnx("-o: mount options too long");
-		return -1;
+	if (r < 0)
+		log_warnx("-o: %s", err);
+	return r < 0 ? -1 : 0;
+}
+
+/* The same setting twice (-c and config=): one place only. */
+static int
+vc_mount_opts_apply(struct vc_opts *o)
+{
+	if (o->mo.config[0] != '\0') {
+		if (o->config_named) {
+			log_warnx("-c and -o config= both given: name the "
+			    "configuration once");
+			return -1;
+		}
+		o->config = o->mo.config;
+		o->config_named = true;
+	}
+	if (o->mo.log_file[0] != '\0') {
+		if (o->log_file != NULL) {
+			log_warnx("--log-file and -o log_file= both given: "
+			    "name the log file once");
+			return -1;
+		}
+		o->log_file = o->mo.log_file;
 	}
 	return 0;
 }
@@ -144,6 +170,7 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 	int c;
 
 	memset(o, 0, sizeof(*o));
+	mountopts_init(&o->mo);
 	o->config = VC_CONFIG_DEFAULT_PATH;
 	o->threads = VC_THREADS_DEFAULT;
 	o->buffer_mib = VC_BUFMEM_DEFAULT;
@@ -162,7 +189,7 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 			o->debug = true;
 			break;
 		case 'o':
-			if (vc_add_mount_opt(o, optarg) < 0)
+			if (vc_add_mount_opts(o, optarg) < 0)
 				return -1;
 			break;
 		case OPT_THREADS:
@@ -228,6 +255,8 @@ vc_parse_args(int argc, char **argv, struct vc_opts *o)
 			return -1;
 		}
 	}
+	if (vc_mount_opts_apply(o) < 0)
+		return -1;
 	argc -= optind;
 	argv += optind;
 	if (o->check_config) {
@@ -283,8 +312,11 @@ static void
 vc_protect_self(void)
 {
 	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	int err = fault_hit(VC_FAULT_OOM_ADJ);
 
-	if (fd == -1 || write(fd, "-1000", 5) != 5)
+	if (err < 0)
+		errno = -err;
+	if (fd == -1 || err < 0 || write(fd, "-1000", 5) != 5)
 		log_warn("cannot set oom_score_adj to -1000 (needs CAP_SYS_RESOURCE)");
 	if (fd != -1)
 		close(fd);
@@ -427,7 +459,7 @@ vc_fuse_args(const struct vc_opts *o, const char *source,
 	snprintf(opts, sizeof(opts), "fsname=%s,subtype=vcachefs,"
 	    "default_permissions%s%s%s", source,
 	    geteuid() == 0 ? ",allow_other" : "",
-	    o->mount_opts[0] ? "," : "", o->mount_opts);
+	    o->mo.fuse[0] ? "," : "", o->mo.fuse);
 	if (fuse_opt_add_arg(args, "vcachefs") == -1 ||
 	    fuse_opt_add_arg(args, "-o") == -1 ||
 	    fuse_opt_add_arg(args, opts) == -1)
@@ -444,7 +476,7 @@ vc_daemon_logging(const struct vc_opts *o)
 	int err;
 
 	if (o->foreground)
-		return 0;
+		return log_set_target(VC_LOG_STDERR, NULL);
 	if (o->log_file != NULL) {
 		err = log_set_target(VC_LOG_FILE, o->log_file);
 		if (err < 0) {
@@ -590,6 +622,7 @@ static int
 vc_serve(struct vc_fs *fs, const struct vc_opts *o,
     const struct vc_fuse_uring_plan *plan)
 {
+	char status[2 * PATH_MAX + 32];
 	struct fuse_loop_config *lc;
 	struct vc_mountent ent;
 	unsigned conn = 0;
@@ -598,12 +631,11 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	if (mounts_find(fs->mountpoint, &ent) > 0)
 		conn = ent.minor;
 	if (!o->foreground) {
-		if (vc_daemon_logging(o) < 0)
-			return -1;
 		if (fuse_daemonize(0) == -1) {
 			log_warnx("cannot detach from the terminal");
 			return -1;
 		}
+		log_detached();
 	}
 	/* After fork: the ring and its thread belong to the daemon process. */
 	r = uring_init(&fs->uring);
@@ -668,7 +700,15 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	fuse_loop_cfg_set_max_threads(lc, o->threads);
 	fuse_loop_cfg_set_idle_threads(lc, o->threads);
 	fuse_loop_cfg_set_clone_fd(lc, 0);
+	snprintf(status, sizeof(status), "serving %s at %s", fs->source,
+	    fs->mountpoint);
+	r = notify_ready_start(fs->mountpoint, conn, status);
+	if (r < 0)
+		log_warnc(r, "readiness thread: no READY=1 for the service "
+		    "manager");
+	fault_hit(VC_FAULT_SERVE);	/* a slow start, for the readiness test */
 	r = fuse_session_loop_mt(fs->se, lc);
+	notify_stopping("stopping: making written data durable");
 	fuse_loop_cfg_destroy(lc);
 	control_stop();
 	stop_finish();
@@ -723,6 +763,9 @@ main(int argc, char **argv)
 	if (r != 0)
 		return r > 0 ? 0 : 1;
 	log_init("vcachefs", o.debug);
+	if (o.mo.dropped_suid_dev)
+		log_debug("-o suid/dev ignored: the mount is nosuid,nodev");
+	log_route_fuse();
 #ifdef VC_FAULT_INJECT
 	if (fault_init(getenv("VCACHEFS_FAULT")) < 0)
 		return 1;
@@ -734,17 +777,16 @@ main(int argc, char **argv)
 	/* Not in the foreground: a service manager may pass descriptors. */
 	if (!o.foreground && !o.check_config)
 		vc_close_inherited();
+	/* From here every message also reaches the daemon's log (log.h). */
+	if (!o.check_config && vc_daemon_logging(&o) < 0)
+		return 1;
 	vc_raise_nofile();
 
 	memset(&fs, 0, sizeof(fs));
 	r = cfg_load(o.config, o.config_named, &fs.cfg);
-	if (r < 0) {
-		/* cfg_load() has said what is wrong; sum up parse errors. */
-		if (r == -EINVAL)
-			log_warnx("%s: configuration has errors%s", o.config,
-		    o.check_config ? "" : ", not mounting");
+	/* cfg_load() has said what is wrong, one FILE:LINE line an error. */
+	if (r < 0)
 		return 1;
-	}
 	if (o.check_config) {
 		status = vc_check_config(&o, fs.cfg);
 		cfg_free(fs.cfg);
@@ -781,7 +823,7 @@ main(int argc, char **argv)
 	}
 	if (preflight_holders(mnt, o.force) < 0)
 		goto out_cfg;
-	if (preflight_fuse(strstr(o.mount_opts, "allow_other") != NULL) < 0)
+	if (preflight_fuse(strstr(o.mo.fuse, "allow_other") != NULL) < 0)
 		goto out_cfg;
 	if (o.fuse_uring != VC_FUSE_URING_OFF) {
 		fs.fuse_uring = fuse_uring_available(fs.fuse_uring_why,

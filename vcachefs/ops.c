@@ -774,7 +774,7 @@ vc_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 {
 	struct vc_image *img = vc_image(req, fi);
 
-	if (img->conf.readonly)
+	if (image_conf_now(img).readonly)
 		vc_reply_err(req, EROFS);
 	else
 		vc_reply_err(req, io_fallocate(img, mode, off, len));
@@ -804,7 +804,7 @@ vc_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		vc_reply_err(req, EINVAL);
 		return;
 	}
-	if (out->conf.readonly) {
+	if (image_conf_now(out).readonly) {
 		vc_reply_err(req, EROFS);
 		return;
 	}

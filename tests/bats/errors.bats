@@ -33,8 +33,14 @@ full_disk() {	# MODE: fill a 2 MiB tmpfs through the mount
 	assert_success
 	assert_output img
 	[ "$(stat -c %s "$VC_MNT/img")" -gt 0 ]
-	# Room again once the image is gone: the mount takes writes.
+	# Room again once the image is gone: the mount takes writes. The
+	# space comes back when the daemon's last descriptor of the image
+	# closes, on the kernel's RELEASE, which may still be on its way.
 	rm "$VC_MNT/img"
+	for _ in $(seq 300); do
+		[ "$(df --output=avail -k "$SMALL" | tail -1)" -ge 1024 ] && break
+		sleep 0.1
+	done
 	echo small >"$VC_MNT/note"
 	[ "$(cat "$SMALL/note")" = small ]
 }

@@ -347,6 +347,19 @@ rl_qemu() {	# COMMAND
 	rl_assert_mode "$VC_SRC/base.qcow2" none
 }
 
+@test "a section and an empty source directory (a fresh image directory): warned, the daemon starts" {
+	printf '[global]\ncache = writeback\n\n[vm1.qcow2]\ncache = none\n' >"$MH_CONF"
+	run "$VCACHEFS" --check-config -c "$MH_CONF" "$VC_SRC"
+	echo "$output"
+	assert_success
+	assert_output --partial "$MH_CONF:4: warning: [vm1.qcow2] matches no file under $VC_SRC"
+	vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
+	grep -F "$MH_CONF:4: warning: [vm1.qcow2] matches no file under $VC_SRC" "$VC_LOG"
+	rl_hup
+	grep -F 'reload: 0 image(s) switched' "$VC_LOG"
+	vc_check_log
+}
+
 rl_stop_durable() {	# MODE HOW
 	rl_need_cachestat
 	truncate -s 32M "$VC_SRC/disk.img"

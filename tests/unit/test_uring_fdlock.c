@@ -270,6 +270,40 @@ test_local(struct vc_uring *u, struct vc_image *img)
 	    rc.nbatch == 0 && test_trywr(img) == 0, "local: its completion "
 	    "releases the lock (held %u)", rc.nbatch);
 
+	/* 3: more requests than the ring has entries while submits fail:
+	 * those with no SQE are served at once with plain system calls,
+	 * with the image's bytes, never with the ring's -EBUSY. */
+	{
+		enum { N = 20 };	/* the ring has 16 */
+		static struct test_read many[N];
+		unsigned sync_ok = 0, queued = 0, ok = 0;
+
+		fault_init("uring_submit:1+:EBUSY");
+		for (unsigned i = 0; i < N; i++) {
+			test_read_init(&many[i]);
+			gate_shared(&img->iogate);
+			uring_read(u, img, TEST_LEN, 0, test_read_done, &many[i]);
+			if (many[i].done && many[i].res == TEST_LEN &&
+			    test_all(many[i].buf, 'I', TEST_LEN))
+				sync_ok++;
+		}
+		queued = io_uring_sq_ready(&ring);
+		test_ok(queued == 16 && sync_ok == N - 16, "local: with the ring "
+		    "full, the requests beyond it are served at once (%u of %u "
+		    "with the image's bytes; %u queued)", sync_ok, N - 16, queued);
+		fault_init(NULL);
+		io_uring_submit(&ring);
+		uring_local_flushed(&rc);
+		for (unsigned i = 0; i < N; i++) {
+			test_reap(&ring, &many[i]);
+			ok += many[i].done && many[i].res == TEST_LEN &&
+			    test_all(many[i].buf, 'I', TEST_LEN);
+		}
+		test_ok(ok == N && rc.nbatch == 0 && test_trywr(img) == 0,
+		    "local: all %u reads return the image's bytes (%u did; held "
+		    "%u)", N, ok, rc.nbatch);
+	}
+
 	uring_local_set(NULL);
 	io_uring_queue_exit(&ring);
 }
