@@ -10,6 +10,9 @@ pkgs=(build-essential pkg-config libfuse3-dev fuse3 liburing-dev libqcow-dev
       qemu-system-x86 busybox-static cpio libvirt-daemon-system libvirt-clients
       libsystemd-dev systemd man-db)
 
+# tests/bats/gluster.bats: two GlusterFS hosts in network namespaces
+pkgs+=(glusterfs-server glusterfs-client iproute2)
+
 # make deb and tests/bats/deb.bats
 pkgs+=(debhelper dpkg-dev fakeroot lintian)
 
