@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -522,11 +524,80 @@ ctl_flush_one(struct vc_image *img, void *arg)
 	return 0;
 }
 
+static bool ctl_mig_name_ok(const char *rel);
+
+/*
+ * The backing file of an image that is not open, for a flush or a drop:
+ * opened read-only below SOURCE, no symbolic link followed. Its page
+ * cache is the file's, whoever opened it: a host that served the image
+ * before keeps its pages after the close (the stale pages a migration's
+ * destination must not read). Returns 0 or -errno.
+ */
+static int
+ctl_flush_closed_fd(const char *rel)
+{
+	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS };
+	int dir, fd;
+
+	if (!ctl_mig_name_ok(rel))
+		return -EINVAL;
+	dir = open(ctl.fs->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir == -1)
+		return -errno;
+	fd = (int)syscall(SYS_openat2, dir, rel, &how, sizeof(how));
+	if (fd == -1)
+		fd = -errno;
+	close(dir);
+	return fd;
+}
+
+static void
+ctl_flush_closed(struct ctl_flush *f, const char *rel)
+{
+	uint64_t before = 0, after = 0, dirty;
+	bool known;
+	int fd, r;
+
+	fd = ctl_flush_closed_fd(rel);
+	r = fd < 0 ? fd : 0;
+	if (r == 0 && f->drop)
+		(void)pagecache_usage(fd, &before, &dirty, &known);
+	/* fdatasync works on a read-only descriptor: the file's data goes. */
+	if (r == 0 && fdatasync(fd) == -1)
+		r = -errno;
+	if (r == 0 && f->drop) {
+		r = -posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		(void)pagecache_usage(fd, &after, &dirty, &known);
+	}
+	if (fd >= 0)
+		close(fd);
+	ctl_buf_printf(&f->c->out, "%s", f->drop ? "drop-cache" : "flush");
+	ctl_buf_kv(&f->c->out, "name", rel);
+	ctl_buf_kv(&f->c->out, "open", "no");
+	if (r < 0) {
+		ctl_buf_kv(&f->c->out, "result", strerror(-r));
+		if (f->failed++ == 0)
+			snprintf(f->first, sizeof(f->first), "%s %s: %s",
+			    f->drop ? "drop-cache" : "flush", rel,
+			    r == -EINVAL ? "not a name under the mount" :
+			    strerror(-r));
+	} else {
+		ctl_buf_kv(&f->c->out, "result", "ok");
+		if (f->drop) {
+			ctl_buf_kvu(&f->c->out, "resident_before", before);
+			ctl_buf_kvu(&f->c->out, "resident_after", after);
+		}
+		log_info("control: %s %s (not open)", f->drop ?
+		    "dropped the cache of" : "flushed", rel);
+	}
+	ctl_buf_printf(&f->c->out, "\n");
+}
+
 static void
 ctl_flush(struct ctl_client *c, const struct ctl_req *req, bool drop)
 {
 	struct ctl_flush f = { .c = c, .drop = drop };
-	struct vc_image **imgs;
 	int r;
 
 	if (req->all) {
@@ -536,12 +607,18 @@ ctl_flush(struct ctl_client *c, const struct ctl_req *req, bool drop)
 			return;
 		}
 	} else {
-		imgs = ctl_find_all(c, req);
-		if (imgs == NULL)
-			return;
-		for (unsigned i = 0; i < req->nargs; i++)
-			ctl_flush_one(imgs[i], &f);
-		ctl_put_all(imgs, req->nargs);
+		/* An image that is not open is flushed through its own file. */
+		for (unsigned i = 0; i < req->nargs; i++) {
+			struct vc_image *img = registry_find(&ctl.fs->registry,
+			    req->args[i]);
+
+			if (img == NULL) {
+				ctl_flush_closed(&f, req->args[i]);
+				continue;
+			}
+			ctl_flush_one(img, &f);
+			image_release(&ctl.fs->registry, img);
+		}
 	}
 	if (f.failed > 1)
 		ctl_error(c, "%s (and %d more)", f.first, f.failed - 1);

@@ -192,3 +192,131 @@ mg_line() { grep -F -- "$2: " <<<"$1" | head -1; }
 	run -1 "$VCTL" -s "$VC_TMP/inner.sock" check-migration disk.img
 	assert_output "disk.img: unsafe: fuse.vcachefs is not a shared filesystem: the other host cannot see this image; migrate with --copy-storage-all, or put SOURCE on shared storage"
 }
+
+# --- the libvirt hook ---
+
+MG_HOOK=$MG_ROOT/etc/libvirt/hooks/qemu.d/vcachefs
+
+# The recorded domain XML with this test's mount and off-mount directory.
+mg_xml() {	# FILE
+	sed -e "s|@MNT@|$VC_MNT|g" -e "s|@OFF@|$VC_TMP/off|g" \
+	    "$MG_ROOT/tests/migration/$1"
+}
+
+# Images of vm-mixed.xml, and a config: SHARE is the data disk's
+# shareable (yes/no).
+mg_hook_setup() {	# SHARE
+	mkdir -p "$VC_SRC/vms" "$VC_SRC/cluster" "$VC_SRC/iso" "$VC_TMP/off"
+	qemu-img create -q -f qcow2 "$VC_SRC/vms/web01-root.qcow2" 16M
+	truncate -s 16M "$VC_SRC/vms/web01 data.raw" "$VC_SRC/cluster/quorum.raw" \
+	    "$VC_SRC/iso/debian-12.iso" "$VC_TMP/off/web01-swap.raw"
+	mh_conf writeback '[vms/web01-root.qcow2]' 'cache = none' \
+	    '[vms/*data.raw]' "shareable = $1" \
+	    '[cluster/quorum.raw]' 'shareable = yes' \
+	    '[iso/*]' 'readonly = yes'
+}
+
+# Fill the page cache of every backing file of vm-mixed.xml (and of the
+# off-mount disk) by reading it, and check that it took.
+mg_fill() {
+	local f
+	for f in "$VC_SRC/vms/web01-root.qcow2" "$VC_SRC/vms/web01 data.raw" \
+	    "$VC_SRC/cluster/quorum.raw" "$VC_SRC/iso/debian-12.iso" \
+	    "$VC_TMP/off/web01-swap.raw"; do
+		cat "$f" >/dev/null
+		(( $(mh_resident "$f") > 0 )) || fail "nothing cached for $f: the test would mean nothing"
+	done
+}
+
+mg_hook() {	# OPERATION XMLFILE: run the hook as libvirtd does
+	mg_xml "$2" | VCACHEFSCTL=$VCTL "$MG_HOOK" web01 "$1" begin -
+}
+
+@test "hook: migrate on a shared store (nfs) with only safe disks: exit 0, stdout empty, their cache dropped, the off-mount disk untouched" {
+	mg_hook_setup yes
+	VCACHEFS_TEST_FSTYPE=0x6969 vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
+	run -0 "$VCTL" -m "$VC_MNT" check-migration vms/web01-root.qcow2
+	[[ $output == *"on nfs"* ]] || skip "not the fault-injection build"
+	mg_fill
+	run --separate-stderr mg_hook migrate vm-mixed.xml
+	[ "$status" -eq 0 ] || fail "hook exit $status: $stderr"
+	# libvirt would take stdout of migrate as a new domain XML.
+	assert_equal "$output" ""
+	assert_equal "$stderr" ""
+	assert_equal "$(mh_resident "$VC_SRC/vms/web01-root.qcow2")" 0
+	assert_equal "$(mh_resident "$VC_SRC/vms/web01 data.raw")" 0
+	assert_equal "$(mh_resident "$VC_SRC/cluster/quorum.raw")" 0
+	# The read-only cdrom is not checked, but its cache is dropped too.
+	assert_equal "$(mh_resident "$VC_SRC/iso/debian-12.iso")" 0
+	(( $(mh_resident "$VC_TMP/off/web01-swap.raw") > 0 )) || fail "the off-mount disk was dropped"
+	grep -q "control: dropped the cache of vms/web01 data.raw (not open)" "$VC_LOG"
+}
+
+@test "hook: migrate with a buffered disk on a shared store: refused, exit 1, the reason on stderr" {
+	mg_hook_setup no
+	VCACHEFS_TEST_FSTYPE=0x6969 vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
+	run -0 "$VCTL" -m "$VC_MNT" check-migration vms/web01-root.qcow2
+	[[ $output == *"on nfs"* ]] || skip "not the fault-injection build"
+	run --separate-stderr mg_hook migrate vm-mixed.xml
+	assert_equal "$status" 1
+	assert_equal "$output" ""
+	[[ $stderr == *"web01: refusing the migration"* ]] || fail "stderr: $stderr"
+	[[ $stderr == *"$VC_MNT/vms/web01 data.raw: unsafe: cache=writeback keeps the image in the host page cache on nfs"* ]] ||
+	    fail "stderr: $stderr"
+	# Only the disk that fails is named: the safe ones are not.
+	[[ $stderr != *"web01-root.qcow2"* && $stderr != *"quorum.raw"* ]] || fail "stderr: $stderr"
+}
+
+@test "hook: migrate from the real local filesystem (no override): refused, the reason says --copy-storage-all" {
+	mg_hook_setup yes
+	mh_mount writeback '[vms/web01-root.qcow2]' 'cache = none'
+	run --separate-stderr mg_hook migrate vm-mixed.xml
+	assert_equal "$status" 1
+	[[ $stderr == *"web01-root.qcow2: unsafe: "*"is not a shared filesystem"*"--copy-storage-all"* ]] ||
+	    fail "stderr: $stderr"
+}
+
+@test "hook: a domain with no disk on a vcachefs mount is left alone; other operations do nothing" {
+	mg_hook_setup yes
+	mh_mount writeback
+	mkdir -p "$VC_TMP/off"; truncate -s 1M "$VC_TMP/off/db02.raw"
+	run -0 --separate-stderr mg_hook migrate vm-off-mount.xml
+	assert_equal "$output$stderr" ""
+	mg_fill
+	run -0 --separate-stderr mg_hook started vm-mixed.xml
+	run -0 --separate-stderr mg_hook reconnect vm-mixed.xml
+	(( $(mh_resident "$VC_SRC/vms/web01-root.qcow2") > 0 )) || fail "started dropped the cache"
+	! grep -q "control: " "$VC_LOG" || { grep "control: " "$VC_LOG"; fail "the daemon was asked something"; }
+}
+
+@test "hook: prepare drops the cache of an open disk; release flushes an open one (dirty -> 0) and a closed one (fdatasync)" {
+	mg_hook_setup yes
+	mh_mount writeback '[vms/web01-root.qcow2]' 'cache = none' \
+	    '[vms/*data.raw]' 'shareable = yes'
+	exec {fd}<>"$VC_MNT/vms/web01 data.raw"; MH_FDS+=("$fd")
+	mg_fill
+	run -0 --separate-stderr mg_hook prepare vm-mixed.xml
+	assert_equal "$(mh_resident "$VC_SRC/vms/web01 data.raw")" 0
+	grep -q "control: dropped the cache of vms/web01 data.raw$" "$VC_LOG"
+
+	# Dirty data of the open writeback disk, and of a closed one.
+	dd if=/dev/urandom of="$VC_MNT/vms/web01 data.raw" bs=1M count=4 conv=notrunc status=none
+	dd if=/dev/urandom of="$VC_MNT/cluster/quorum.raw" bs=1M count=4 conv=notrunc status=none
+	run -0 "$VCTL" -m "$VC_MNT" status --json
+	run -0 jq -r '.images[] | select(.name == "vms/web01 data.raw") | .dirty' <<<"$output"
+	(( output > 0 )) || fail "no dirty bytes before release ($output): the test would mean nothing"
+	export ASAN_OPTIONS=detect_leaks=0
+	mh_strace_start "$VC_TMP/strace.log" openat2,fdatasync
+	run -0 --separate-stderr mg_hook release vm-mixed.xml
+	mh_strace_stop
+	assert_equal "$output$stderr" ""
+	run -0 "$VCTL" -m "$VC_MNT" status --json
+	run -0 jq -r '.images[] | select(.name == "vms/web01 data.raw") | .dirty' <<<"$output"
+	assert_output 0
+	# The closed disk: opened below SOURCE and fdatasync'ed.
+	grep -q "control: flushed cluster/quorum.raw (not open)" "$VC_LOG"
+	fd2=$(awk '/openat2\(/ && $NF ~ /^[0-9]+$/ { print $NF }' "$VC_TMP/strace.log" | head -1)
+	[ -n "$fd2" ] || { cat "$VC_TMP/strace.log"; fail "no openat2 of a closed disk"; }
+	grep -qE "fdatasync\($fd2\) += 0" "$VC_TMP/strace.log" ||
+	    { cat "$VC_TMP/strace.log"; fail "no fdatasync($fd2)"; }
+}
