@@ -289,7 +289,7 @@ assert a["write_ops"] == 0 and a["read_ops"] == 0 and a["write_max_ns"] == 0, a
 	S=$(ct_sock)
 
 	run -0 ct_raw "$S" <<<"frobnicate the disks"
-	assert_output "error unknown command 'frobnicate' (status, stats, reload, flush, drop-cache)"
+	assert_output "error unknown command 'frobnicate' (status, stats, reload, flush, drop-cache, check-migration)"
 	run -0 ct_raw "$S" < <(printf 'stats \001\002\n')
 	assert_output --regexp '^error malformed request: control byte 0x01'
 	run -0 ct_raw "$S" < <(printf 'stats a%%zz\n')
