@@ -14,10 +14,15 @@
 # set up once for the file (setup_file) and torn down in teardown_file,
 # whatever failed; each test mounts its own pair of vcachefs daemons.
 #
+# Every test uses image names of its own: B's kernel keeps a name's entry
+# and attributes for the whole file (the timeouts in gluster_helper.bash).
+#
 # Each handoff: A creates the image, B reads it once (so B's caches hold the
 # old data, as a destination that had the image open would), A writes new
 # data through its vcachefs and runs `vcachefsctl flush`, B does the hook's
 # part (drop-cache), B reads and compares with cmp.
+
+bats_require_minimum_version 1.5.0
 
 load helper
 load gluster_helper
@@ -28,7 +33,7 @@ setup_file() {
 	local why
 	why=$(gl_cannot_run)
 	[ -z "$why" ] || skip "$why"
-	gl_up >&3 2>&1 || { gl_down; return 1; }
+	gl_up >/dev/null || { gl_down; return 1; }
 }
 
 teardown_file() {
@@ -70,8 +75,8 @@ hold() {
 	HELD+=("$fd")
 }
 
-# Host A makes IMG with the old data, B reads it once, then A writes the
-# new data and flushes.
+# Host A makes IMG with the old data, B reads it once (B's caches now hold
+# it), then A writes the new data and flushes.
 prepare() {	# IMG
 	dd if="$OLD" of="$VA/$1" bs=64k status=none
 	hold "$VA/$1"
@@ -84,18 +89,25 @@ a_writes() {	# IMG
 	"$VCTL" -m "$VA" flush "$1"
 }
 
-# The hook's part on B: drop the image's host cache there.
-b_hook() {	# IMG
-	hold "$VB/$1"
-	"$VCTL" -m "$VB" drop-cache "$1"
+GL_HOOK=$BATS_TEST_DIRNAME/../../etc/libvirt/hooks/qemu.d/vcachefs
+
+# The libvirt hook on B, as libvirtd runs it, with the recorded domain XML
+# whose disk is IMG on B's vcachefs mount. gl_hook OPERATION IMG
+gl_hook() {
+	sed -e "s|@MNT@|$VB|g" -e "s|@IMG@|$2|g" \
+	    "$BATS_TEST_DIRNAME/../migration/vm-gluster.xml" |
+		VCACHEFSCTL=$VCTL "$GL_HOOK" gl01 "$1" begin -
 }
 
-# One handoff in B's configuration line CONF (A has the same, writable).
+# One handoff: A writes and flushes, the hook's migrate phase on B lets it
+# go on and drops B's cache, B reads exactly A's data.
 handoff() {	# IMG CONF_A CONF_B
 	hosts "[$1]\n$2\n" "[$1]\n$3\n"
 	prepare "$1"
 	a_writes "$1"
-	b_hook "$1"
+	run --separate-stderr gl_hook migrate "$1"
+	[ "$status" -eq 0 ] || fail "hook refused: $stderr"
+	[ -z "$output" ] || fail "hook wrote to stdout: $output"
 	cmp "$NEW" "$VB/$1"
 }
 
@@ -108,12 +120,32 @@ handoff() {	# IMG CONF_A CONF_B
 	run gl_cli 2 peer status
 	assert_output --partial "Hostname: $GL_NET.1"
 	assert_output --partial "Peer in Cluster (Connected)"
-	# Each client talks from its own namespace; the machine's own
-	# namespace has no route to the volume.
+	# The clients talk from their hosts' namespaces; the machine's own
+	# namespace has no route into the test's network.
 	run ip -4 route get "$GL_NET.1"
 	refute_output --partial "dev vga"
 	gl_is_mounted "$GL_MA"
 	gl_is_mounted "$GL_MB"
+}
+
+@test "gluster: check-migration calls the volume shared, not a cluster filesystem: only none, directsync, readonly and shareable are safe" {
+	local m
+	hosts "" "[cm-n.raw]\ncache = none\n[cm-d.raw]\ncache = directsync\n[cm-wt.raw]\ncache = writethrough\n[cm-u.raw]\ncache = unsafe\n[cm-ro.raw]\nreadonly = yes\n[cm-sh.raw]\nshareable = yes\n[cm-wb.raw]\ncache = writeback\n"
+	for m in n d wt u ro sh wb; do truncate -s 1M "$VA/cm-$m.raw"; done
+	run -0 "$VCTL" -m "$VB" check-migration cm-n.raw cm-d.raw cm-ro.raw cm-sh.raw
+	assert_line "cm-n.raw: safe: cache=none bypasses the host page cache on fuse.glusterfs, a shared filesystem"
+	assert_line "cm-d.raw: safe: cache=directsync bypasses the host page cache on fuse.glusterfs, a shared filesystem"
+	assert_line --partial "cm-ro.raw: safe: readonly = yes on fuse.glusterfs"
+	assert_line --partial "cm-sh.raw: safe: shareable = yes on fuse.glusterfs"
+	for m in wb wt; do
+		run -1 "$VCTL" -m "$VB" check-migration "cm-$m.raw"
+		assert_output --partial "cm-$m.raw: unsafe: cache=$([ $m = wb ] && echo writeback || echo writethrough) keeps the image in the host page cache on fuse.glusterfs, a shared filesystem that is not a cluster filesystem"
+	done
+	run -1 "$VCTL" -m "$VB" check-migration cm-u.raw
+	assert_output --partial "cm-u.raw: unsafe: cache=unsafe drops the guest's flushes"
+	run -0 "$VCTL" -m "$VB" check-migration --json cm-n.raw
+	run -0 jq -r '.images[0] | "\(.fs) \(.class)"' <<<"$output"
+	assert_output "fuse.glusterfs shared"
 }
 
 @test "gluster: handoff in cache=none: B reads exactly A's flushed data" {
@@ -126,20 +158,33 @@ handoff() {	# IMG CONF_A CONF_B
 
 @test "gluster: handoff of an image readonly on B (writeback there): B reads exactly the data A wrote before" {
 	# A wrote it before the VM used it read-only (A's config has it
-	# writable); nothing writes it after the hook, so B's drop is enough.
+	# writable). Nothing writes it after the hook, so the hook's drop
+	# clears what B cached before, and B's pages stay right.
 	handoff ro.raw "cache = writeback" "cache = writeback\nreadonly = yes"
 	run dd if="$NEW" of="$VB/ro.raw" bs=64k conv=notrunc status=none
 	assert_failure
 	assert_output --partial "Read-only file system"
 }
 
-@test "gluster: handoff in writeback on B without the drop: B reads the stale data it read before" {
+@test "gluster: handoff of a shareable image (writeback): B reads exactly A's flushed data" {
+	# libvirt exempts shareable disks from the cache rule: the guests
+	# coordinate their writes. Here nothing writes after the hook, so its
+	# drop leaves B nothing stale.
+	handoff sh.raw "cache = writeback\nshareable = yes" "cache = writeback\nshareable = yes"
+}
+
+@test "gluster: writeback on B: the hook refuses, and B, which read the image once, reads stale data" {
 	hosts "[wb.raw]\ncache = writeback\n" "[wb.raw]\ncache = writeback\n"
 	prepare wb.raw
 	hold "$VB/wb.raw"
 	a_writes wb.raw
-	# The old pages are in B's page cache of its gluster file, under
-	# B's buffered backing descriptor.
+	run --separate-stderr gl_hook migrate wb.raw
+	assert_equal "$status" 1
+	[[ $stderr == *"refusing the migration"*"wb.raw: unsafe: cache=writeback keeps the image in the host page cache on fuse.glusterfs"* ]] ||
+		fail "hook said: $stderr"
+	# Going on anyway (virsh migrate --unsafe): the old pages are in B's
+	# page cache of its gluster file, under B's buffered backing
+	# descriptor, and that is what B reads.
 	run fincore -nb -o RES "$GL_MB/wb.raw"
 	assert_output 1048576
 	cmp "$OLD" "$VB/wb.raw"
@@ -147,17 +192,19 @@ handoff() {	# IMG CONF_A CONF_B
 }
 
 @test "gluster: writeback on B: the hook's drop comes before A's last writes, so B still reads stale data" {
-	# The hook runs before the incoming QEMU starts; QEMU then opens and
-	# reads the image; the source's last writes come at switchover, with
-	# no hook after them.
+	# The hook runs before the incoming QEMU starts (prepare, migrate);
+	# QEMU then opens and reads the image; the source's last writes come
+	# at switchover, with no hook after them.
 	hosts "[wb2.raw]\ncache = writeback\n" "[wb2.raw]\ncache = writeback\n"
 	prepare wb2.raw
-	b_hook wb2.raw
+	run --separate-stderr gl_hook prepare wb2.raw
+	assert_success
+	hold "$VB/wb2.raw"
 	cmp "$OLD" "$VB/wb2.raw"	# the incoming QEMU reads
 	a_writes wb2.raw		# switchover
 	cmp "$OLD" "$VB/wb2.raw"
 	# A drop after the switchover would have helped: the stale data was
-	# only B's page cache.
+	# only B's page cache. No hook runs then.
 	"$VCTL" -m "$VB" drop-cache wb2.raw
 	cmp "$NEW" "$VB/wb2.raw"
 }
