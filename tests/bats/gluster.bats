@@ -208,3 +208,27 @@ handoff() {	# IMG CONF_A CONF_B
 	"$VCTL" -m "$VB" drop-cache wb2.raw
 	cmp "$NEW" "$VB/wb2.raw"
 }
+
+@test "gluster: quick-read in B's client serves a small image stale even in cache=none; with performance.quick-read off B reads A's data" {
+	# Last in the file: it turns quick-read off for the volume.
+	head -c 32k /dev/urandom >"$OLD"
+	head -c 32k /dev/urandom >"$NEW"
+	hosts "[qr.raw]\ncache = none\n" "[qr.raw]\ncache = none\n"
+	prepare qr.raw
+	a_writes qr.raw
+	run --separate-stderr gl_hook migrate qr.raw
+	assert_success
+	# O_DIRECT and the hook's drop reach B's kernel, not the copy of the
+	# file in B's gluster client process.
+	cmp "$OLD" "$VB/qr.raw"
+	for fd in "${HELD[@]}"; do exec {fd}<&-; done
+	HELD=()
+	vc_stop_all
+	VC_MOUNTS=() VC_PIDS=()
+	gl_cli 1 volume set "$GL_VOL" performance.quick-read off
+	# New clients: their graph is the volume's as it is now.
+	gl_remount a
+	gl_remount b
+	gl_until 60 gl_clients_see qr-off
+	handoff qr2.raw "cache = none" "cache = none"
+}

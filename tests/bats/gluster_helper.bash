@@ -19,9 +19,11 @@
 #     process runs in its host's network namespace (nsenter --net) but in
 #     the test's mount namespace, so vcachefs and the test see the mounts.
 #
-# Client and volume options: Debian's defaults, except three timeouts,
+# Client and volume options: Debian's defaults, except four timeouts,
 # GL_CLIENT_TIMEOUT (600 s) instead of 1 s: the client's --attribute-timeout
-# and --entry-timeout, and the volume's performance.md-cache-timeout. With
+# and --entry-timeout, the volume's performance.md-cache-timeout and
+# performance.qr-cache-timeout (quick-read keeps files up to 64 KiB whole
+# in the client, and serves them from there until then, O_DIRECT or not). With
 # the defaults, B drops its cached pages of a file once it fetches the
 # file's attributes again and sees a new mtime: the kernel does it when its
 # attributes expire (FUSE auto-invalidation), md-cache when its own do (it
@@ -140,7 +142,8 @@ gl_up() {
 	    "$GL_NET.1:$GL_TMP/node1/brick" "$GL_NET.2:$GL_TMP/node2/brick" force ||
 		{ gl_dump; return 1; }
 	gl_state volume "$GL_VOL"
-	gl_cli 1 volume set "$GL_VOL" performance.md-cache-timeout "$GL_CLIENT_TIMEOUT" ||
+	gl_cli 1 volume set "$GL_VOL" performance.md-cache-timeout "$GL_CLIENT_TIMEOUT" &&
+	    gl_cli 1 volume set "$GL_VOL" performance.qr-cache-timeout "$GL_CLIENT_TIMEOUT" ||
 		{ gl_dump; return 1; }
 	gl_cli 1 volume start "$GL_VOL" || { gl_dump; return 1; }
 	gl_until 60 gl_bricks_online || { gl_dump; return 1; }
