@@ -120,10 +120,15 @@ handoff() {	# IMG CONF_A CONF_B
 	run gl_cli 2 peer status
 	assert_output --partial "Hostname: $GL_NET.1"
 	assert_output --partial "Peer in Cluster (Connected)"
-	# The clients talk from their hosts' namespaces; the machine's own
-	# namespace has no route into the test's network.
-	run ip -4 route get "$GL_NET.1"
-	refute_output --partial "dev vga"
+	# The test's network exists only between the two namespaces: each
+	# has lo and its end of the veth pair, and the machine's own
+	# namespace has no address in it.
+	run -0 ip -n "$GL_NSA" -o link show
+	assert_equal "$(awk '{ sub(/@.*/, "", $2); print $2 }' <<<"$output" | tr '\n' ' ')" "lo: vga "
+	run -0 ip -4 -o addr show
+	refute_output --partial "$GL_NET."
+	run -0 ip -n "$GL_NSB" -4 -o addr show dev vgb
+	assert_output --partial "inet $GL_NET.2/24"
 	gl_is_mounted "$GL_MA"
 	gl_is_mounted "$GL_MB"
 }
