@@ -18,9 +18,11 @@
 # and attributes for the whole file (the timeouts in gluster_helper.bash).
 #
 # Each handoff: A creates the image, B reads it once (so B's caches hold the
-# old data, as a destination that had the image open would), A writes new
-# data through its vcachefs and runs `vcachefsctl flush`, B does the hook's
-# part (drop-cache), B reads and compares with cmp.
+# old data, as a host that served the image before would), A writes new
+# data through its vcachefs and runs `vcachefsctl flush`, B runs the libvirt
+# hook's migrate phase with recorded domain XML (check-migration, then
+# drop-cache of the image, not open on B yet, as before QEMU starts), B
+# reads and compares with cmp.
 
 bats_require_minimum_version 1.5.0
 
@@ -78,8 +80,8 @@ hold() {
 	HELD+=("$fd")
 }
 
-# Host A makes IMG with the old data, B reads it once (B's caches now hold
-# it), then A writes the new data and flushes.
+# Host A makes IMG with the old data and keeps it open, as its QEMU would;
+# B reads it once (B's caches now hold it).
 prepare() {	# IMG
 	dd if="$OLD" of="$VA/$1" bs=64k status=none
 	hold "$VA/$1"
