@@ -76,7 +76,7 @@ ct_mount_two() {	# two images: a.img by name, b.img by [global]
 	# The same as records, through the raw protocol.
 	run -0 ct_raw "$(ct_sock)" <<<"status"
 	assert_line --index 0 --regexp "^mount mountpoint=$VC_MNT source=$VC_SRC config=$MH_CONF transport=$(ct_transport) uptime_s=[0-9]+ "
-	assert_line --regexp '^image name=a\.img cache=none aio=threads readonly=no rule=\[a\.img\] format=raw virtual_size=67108864 opencount=1 resident=[0-9]+ dirty=[0-9]+$'
+	assert_line --regexp '^image name=a\.img cache=none aio=threads readonly=no shareable=no rule=\[a\.img\] format=raw virtual_size=67108864 opencount=1 resident=[0-9]+ dirty=[0-9]+$'
 	assert_line --index 3 ok
 }
 
