@@ -328,7 +328,7 @@ assert a["write_ops"] == 0 and a["read_ops"] == 0 and a["write_max_ns"] == 0, a
 	assert_equal "$status" 1
 	assert_equal "$output" ""
 	assert_equal "$stderr" "$MH_CONF:2: cache: unknown mode 'fast' (expected writeback, writethrough, none, directsync, unsafe)
-$MH_CONF:4: unknown key 'bogus' (expected cache, aio, readonly, format)
+$MH_CONF:4: unknown key 'bogus' (expected cache, aio, readonly, format, shareable)
 vcachefsctl: reload rejected: 2 error(s); the old configuration stays"
 	# The log says the same, once.
 	assert_equal "$(grep -c 'reload rejected: 2 error(s); the old configuration stays$' "$VC_LOG")" 1
