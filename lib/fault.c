@@ -36,12 +36,14 @@ static const char *const fault_names[VC_FAULT_NPOINTS] = {
 	[VC_FAULT_CLOSE_RANGE] = "close_range",
 	[VC_FAULT_NO_CACHESTAT] = "cachestat",
 	[VC_FAULT_SERVE] = "serve",
+	[VC_FAULT_OOM_ADJ] = "oom_score_adj",
 };
 
 static const struct { const char *name; int err; } fault_errnos[] = {
 	{ "EIO", EIO }, { "ENOSPC", ENOSPC }, { "EDQUOT", EDQUOT },
 	{ "EINTR", EINTR }, { "EAGAIN", EAGAIN }, { "EBUSY", EBUSY },
-	{ "EINVAL", EINVAL }, { "ENOMEM", ENOMEM },
+	{ "EINVAL", EINVAL }, { "ENOMEM", ENOMEM }, { "EACCES", EACCES },
+	{ "EPERM", EPERM },
 };
 
 /* Set once at start, before any thread runs; read-only afterwards. */

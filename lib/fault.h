@@ -9,7 +9,7 @@
  *   WHICH  is N (only the Nth call, counting from 1), N+ (the Nth and all
  *          later ones) or * (every call);
  *   ACTION is an errno name (EIO, ENOSPC, EDQUOT, EINTR, EAGAIN, EBUSY,
- *          EINVAL, ENOMEM), or delay=MS (wait MS milliseconds, then go on
+ *          EINVAL, ENOMEM, EACCES, EPERM), or delay=MS (wait MS milliseconds, then go on
  *          without an error).
  * Example: VCACHEFS_FAULT=fsync:2:EIO,fsync:*:delay=100
  */
@@ -30,6 +30,7 @@ enum vc_fault_point {
 	VC_FAULT_CLOSE_RANGE,	/* close_range(2) of inherited descriptors at start */
 	VC_FAULT_NO_CACHESTAT,	/* cachestat(2): any action makes pagecache.c use mincore */
 	VC_FAULT_SERVE,		/* just before the session loop starts (delay: a slow start) */
+	VC_FAULT_OOM_ADJ,	/* the start-up write of oom_score_adj */
 	VC_FAULT_NPOINTS
 };
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <fuse_log.h>
 
 #include "log.h"
 
@@ -18,12 +19,51 @@ static const char *log_ident = "vcachefs";
 /* Serialises lines to a file so that threads never interleave them. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Messages said before the target was set, for it; protected by log_lock. */
+struct log_early {
+	int prio;
+	time_t when;
+	char *msg;			/* owned */
+};
+static struct log_early log_kept[VC_LOG_EARLY_MAX];
+static unsigned log_nkept;
+static bool log_keeping = true;		/* until log_set_target() */
+static unsigned log_lost;		/* past VC_LOG_EARLY_MAX */
+/* Also to stderr: a syslog or file target before log_detached(). */
+static bool log_tee;
+
 void
 log_init(const char *ident, bool debug)
 {
 	log_ident = ident;
 	log_verbose = debug;
 	log_target = VC_LOG_STDERR;
+}
+
+static void log_write(enum vc_log_target target, int prio, time_t when,
+    const char *msg);
+
+/* Hand the kept start-up messages to the new target, then drop them;
+ * called with log_lock held. */
+static void
+log_replay(enum vc_log_target target)
+{
+	char msg[128];
+
+	for (unsigned i = 0; i < log_nkept; i++) {
+		if (target != VC_LOG_STDERR)
+			log_write(target, log_kept[i].prio, log_kept[i].when,
+			    log_kept[i].msg);
+		free(log_kept[i].msg);
+	}
+	if (log_lost > 0 && target != VC_LOG_STDERR) {
+		snprintf(msg, sizeof(msg), "%u more start-up message(s) were "
+		    "on stderr only", log_lost);
+		log_write(target, LOG_WARNING, time(NULL), msg);
+	}
+	log_nkept = 0;
+	log_lost = 0;
+	log_keeping = false;
 }
 
 int
@@ -44,14 +84,74 @@ log_set_target(enum vc_log_target target, const char *path)
 		fclose(log_file);
 	log_file = f;
 	log_target = target;
+	log_tee = target != VC_LOG_STDERR;
+	log_replay(target);
 	pthread_mutex_unlock(&log_lock);
 	return 0;
+}
+
+void
+log_detached(void)
+{
+	pthread_mutex_lock(&log_lock);
+	log_tee = false;
+	pthread_mutex_unlock(&log_lock);
 }
 
 bool
 log_debug_enabled(void)
 {
 	return log_verbose;
+}
+
+/* One line to target; called with log_lock held. */
+static void
+log_write(enum vc_log_target target, int prio, time_t when, const char *msg)
+{
+	char stamp[32];
+	struct tm tm;
+
+	switch (target) {
+	case VC_LOG_SYSLOG:
+		syslog(prio, "%s", msg);
+		break;
+	case VC_LOG_FILE:
+		localtime_r(&when, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+		fprintf(log_file, "%s %s: %s\n", stamp, log_ident, msg);
+		break;
+	default:
+		fprintf(stderr, "%s: %s\n", log_ident, msg);
+		break;
+	}
+}
+
+/* Keep a start-up message for the target still to come; with log_lock. */
+static void
+log_keep(int prio, time_t when, const char *msg)
+{
+	char *copy;
+
+	if (log_nkept == VC_LOG_EARLY_MAX || (copy = strdup(msg)) == NULL) {
+		log_lost++;
+		return;
+	}
+	log_kept[log_nkept++] = (struct log_early){ prio, when, copy };
+}
+
+/* One message line to wherever messages go now. */
+static void
+log_line(int prio, const char *msg)
+{
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&log_lock);
+	if (log_keeping)
+		log_keep(prio, now, msg);
+	if (log_tee)
+		log_write(VC_LOG_STDERR, prio, now, msg);
+	log_write(log_target, prio, now, msg);
+	pthread_mutex_unlock(&log_lock);
 }
 
 static void
@@ -65,27 +165,52 @@ log_vemit(int prio, const char *fmt, va_list ap, const char *suffix)
 		return;
 	if (suffix != NULL && (size_t)n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - n, ": %s", suffix);
+	log_line(prio, msg);
+}
 
-	switch (log_target) {
-	case VC_LOG_SYSLOG:
-		syslog(prio, "%s", msg);
-		break;
-	case VC_LOG_FILE: {
-		char stamp[32];
-		time_t now = time(NULL);
-		struct tm tm;
+/*
+ * libfuse's messages ("fuse: ..."); its levels are syslog's. It may say
+ * one line in several calls: each thread gathers its own up to the
+ * newline (a full buffer is said as it is).
+ */
+static __thread char log_fuse_buf[1024];
+static __thread size_t log_fuse_len;
 
-		localtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
-		pthread_mutex_lock(&log_lock);
-		fprintf(log_file, "%s %s: %s\n", stamp, log_ident, msg);
-		pthread_mutex_unlock(&log_lock);
-		break;
+static void
+log_fuse(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char *nl;
+	int n;
+
+	if (level == FUSE_LOG_DEBUG && !log_verbose)
+		return;
+	n = vsnprintf(log_fuse_buf + log_fuse_len, sizeof(log_fuse_buf) -
+	    log_fuse_len, fmt, ap);
+	if (n < 0)
+		return;
+	log_fuse_len += (size_t)n;
+	if (log_fuse_len >= sizeof(log_fuse_buf))
+		log_fuse_len = sizeof(log_fuse_buf) - 1;
+	while ((nl = memchr(log_fuse_buf, '\n', log_fuse_len)) != NULL) {
+		size_t used = (size_t)(nl - log_fuse_buf) + 1;
+
+		*nl = '\0';
+		if (nl > log_fuse_buf)
+			log_line((int)level, log_fuse_buf);
+		memmove(log_fuse_buf, nl + 1, log_fuse_len - used);
+		log_fuse_len -= used;
 	}
-	default:
-		fprintf(stderr, "%s: %s\n", log_ident, msg);
-		break;
+	if (log_fuse_len == sizeof(log_fuse_buf) - 1) {
+		log_fuse_buf[log_fuse_len] = '\0';
+		log_line((int)level, log_fuse_buf);
+		log_fuse_len = 0;
 	}
+}
+
+void
+log_route_fuse(void)
+{
+	fuse_set_log_func(log_fuse);
 }
 
 static void

@@ -2,9 +2,12 @@
  * migration.c - live migration safety (migration.h).
  *
  * The rules are libvirt's (src/qemu/qemu_migration.c, qemuMigrationSrcIsSafe;
- * src/util/virfile.c, virFileIsSharedFS and virFileIsClusterFS), with one
- * difference: libvirt skips a read-only disk and lets QEMU's drop-cache
- * make a buffered disk on a shared filesystem safe. QEMU's drop-cache is a
+ * src/util/virfile.c, virFileIsSharedFS and virFileIsClusterFS), with these
+ * differences: libvirt skips a read-only disk, counts fuse.glusterfs as a
+ * cluster filesystem, and lets QEMU's drop-cache make a buffered disk on a
+ * shared filesystem safe. GlusterFS is shared here: a buffered mode keeps
+ * the image in this host's page cache of the client's file, which another
+ * host's writes do not invalidate. QEMU's drop-cache is a
  * posix_fadvise on its own descriptor, which FUSE does not forward, so on
  * a vcachefs mount it never reaches the backing file's page cache: only
  * what vcachefs itself does to the backing file counts here.

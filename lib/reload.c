@@ -53,6 +53,8 @@ struct reload_said {
 	void (*say)(const char *line, void *arg);
 	void *arg;
 	unsigned lines;
+	char *verdict;			/* NULL: the verdict goes to say */
+	size_t verdict_len;
 };
 
 static void
@@ -66,11 +68,15 @@ reload_say_error(const char *line, void *arg)
 		s->say(line, s->arg);
 }
 
-static void reload_say(struct reload_said *s, bool warn, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* What a line is: an info or a warning, or the verdict of a rejection. */
+enum reload_kind { RELOAD_INFO, RELOAD_WARN, RELOAD_VERDICT };
 
+static void reload_say(struct reload_said *s, enum reload_kind kind,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Log the line and pass it on: the verdict to s->verdict when given. */
 static void
-reload_say(struct reload_said *s, bool warn, const char *fmt, ...)
+reload_say(struct reload_said *s, enum reload_kind kind, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -78,19 +84,22 @@ reload_say(struct reload_said *s, bool warn, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (warn)
-		log_warnx("%s", line);
-	else
+	if (kind == RELOAD_INFO)
 		log_info("%s", line);
-	if (s->say != NULL)
+	else
+		log_warnx("%s", line);
+	if (kind == RELOAD_VERDICT && s->verdict != NULL)
+		snprintf(s->verdict, s->verdict_len, "%s", line);
+	else if (s->say != NULL)
 		s->say(line, s->arg);
 }
 
 int
 reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
-    void *arg)
+    void *arg, char *verdict, size_t len)
 {
-	struct reload_said s = { .say = say, .arg = arg };
+	struct reload_said s = { .say = say, .arg = arg, .verdict = verdict,
+	    .verdict_len = len };
 	struct vc_config *cfg, **old;
 	struct stat st;
 	unsigned switched;
@@ -102,25 +111,25 @@ reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
 	 * device in the file's place would wait for a writer forever.
 	 */
 	if (stat(rl->path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		reload_say(&s, true, "%s: not a regular file", rl->path);
-		reload_say(&s, true, "reload rejected: 1 error(s); the old "
-		    "configuration stays");
+		reload_say(&s, RELOAD_WARN, "%s: not a regular file", rl->path);
+		reload_say(&s, RELOAD_VERDICT, "reload rejected: 1 error(s); "
+		    "the old configuration stays");
 		pthread_mutex_unlock(&rl->lock);
 		return -EINVAL;
 	}
 	err = cfg_load_say(rl->path, rl->named, &cfg, reload_say_error, &s);
 	if (err < 0) {
 		/* A file that cannot be read at all is one error. */
-		reload_say(&s, true, "reload rejected: %u error(s); the old "
-		    "configuration stays", s.lines > 0 ? s.lines : 1);
+		reload_say(&s, RELOAD_VERDICT, "reload rejected: %u error(s); "
+		    "the old configuration stays", s.lines > 0 ? s.lines : 1);
 		pthread_mutex_unlock(&rl->lock);
 		return err;
 	}
 	old = realloc(rl->old, (rl->nold + 1) * sizeof(*old));
 	if (old == NULL) {
 		cfg_free(cfg);
-		reload_say(&s, true, "reload rejected: out of memory; the old "
-		    "configuration stays");
+		reload_say(&s, RELOAD_VERDICT, "reload rejected: out of memory; "
+		    "the old configuration stays");
 		pthread_mutex_unlock(&rl->lock);
 		return -ENOMEM;
 	}
@@ -135,7 +144,7 @@ reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
 	registry_set_config(rl->registry, cfg);
 	/* It logs each switch itself. */
 	switched = registry_recompute(rl->registry, say, arg);
-	reload_say(&s, false, "reload: %u image(s) switched", switched);
+	reload_say(&s, RELOAD_INFO, "reload: %u image(s) switched", switched);
 	pthread_mutex_unlock(&rl->lock);
 	return 0;
 }

@@ -51,7 +51,11 @@ void reload_exit(struct vc_reload *rl);
 
 /* Re-read the configuration file of fs and apply it to every open image.
  * On a bad file nothing changes; each error line "FILE:LINE: message"
- * (and warnings) is passed to say(line, arg). Returns 0 or -errno. */
-int reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg), void *arg);
+ * (and warnings) is passed to say(line, arg). The verdict of a rejected
+ * file ("reload rejected: N error(s); ...") is logged, and copied to
+ * verdict (len bytes) when not NULL rather than said, so that a client
+ * can report it as its one error line. Returns 0 or -errno. */
+int reload_config(struct vc_reload *rl, void (*say)(const char *line, void *arg),
+    void *arg, char *verdict, size_t len);
 
 #endif

@@ -27,7 +27,8 @@ Try, in another terminal:
   $top/build/vcachefs --check-config -c $demo/vcachefs.conf $demo/images
   qemu-img info $demo/mnt/base.qcow2
   qemu-io -t none -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' $demo/mnt/base.qcow2
-  grep flags /proc/\$(pgrep -n vcachefs)/fdinfo/*     # O_DIRECT (040000) for base.qcow2 while open
+  (exec 9<>$demo/mnt/base.qcow2; $top/build/vcachefsctl -m $demo/mnt status)
+                                 # base.qcow2 open: its I/O descriptor has O_DIRECT
   fincore $demo/images/base.qcow2                    # no cached pages: cache=none
   cat /proc/mounts | grep vcachefs
 

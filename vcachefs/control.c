@@ -30,6 +30,7 @@
 #include "io.h"
 #include "log.h"
 #include "migration.h"
+#include "oflags.h"
 #include "pagecache.h"
 #include "stats.h"
 #include "notify.h"
@@ -246,14 +247,35 @@ ctl_pagecache(struct vc_image *img, uint64_t *res, uint64_t *dirty, bool *known)
 	return r;
 }
 
+/*
+ * The number and fdinfo flags of the descriptor the image's I/O goes
+ * through (not the inode's O_PATH handle), held as ctl_pagecache() holds
+ * it. Returns 0 or -errno.
+ */
+static int
+ctl_backing_io(struct vc_image *img, int *fd, unsigned *flags)
+{
+	int r;
+
+	gate_shared(&img->iogate);
+	pthread_rwlock_rdlock(&img->fdlock);
+	*fd = img->fd;
+	r = *fd < 0 ? -EBADF : oflags_fdinfo(*fd, flags);
+	pthread_rwlock_unlock(&img->fdlock);
+	gate_release_shared(&img->iogate);
+	return r;
+}
+
 static int
 ctl_status_image(struct vc_image *img, void *arg)
 {
 	struct ctl_buf *b = arg;
 	struct vc_image_info *info;
 	uint64_t res, dirty;
+	char names[256];
+	unsigned flags;
 	bool known;
-	int r;
+	int r, fd;
 
 	info = malloc(sizeof(*info));
 	if (info == NULL)
@@ -284,6 +306,16 @@ ctl_status_image(struct vc_image *img, void *arg)
 			ctl_buf_kvu(b, "dirty", dirty);
 		else
 			ctl_buf_kv(b, "dirty", "unknown");
+	}
+	r = ctl_backing_io(img, &fd, &flags);
+	if (r < 0) {
+		ctl_buf_kv(b, "backing_fd", "unknown");
+	} else {
+		ctl_buf_kvu(b, "backing_fd", (uint64_t)fd);
+		snprintf(names, sizeof(names), "0%o", flags);
+		ctl_buf_kv(b, "backing_flags", names);
+		ctl_buf_kv(b, "backing_flag_names", oflags_names(flags, names,
+		    sizeof(names)));
 	}
 	ctl_buf_printf(b, "\n");
 	free(info);
@@ -791,17 +823,17 @@ ctl_say(const char *line, void *arg)
 static void
 ctl_reload(struct ctl_client *c)
 {
+	char verdict[512] = "";
 	int r;
 
 	log_info("control: reload asked by pid %d uid %u", (int)c->pid,
 	    (unsigned)c->uid);
 	notify_reloading();
-	r = reload_config(&ctl.fs->reload, ctl_say, c);
+	r = reload_config(&ctl.fs->reload, ctl_say, c, verdict, sizeof(verdict));
 	notify_reloaded(r);
+	/* The error lines came as messages; the verdict is the error. */
 	if (r < 0)
-		ctl_error(c, "reload: %s", r == -EINVAL ?
-		    "the configuration has errors; the old one stays in force" :
-		    strerror(-r));
+		ctl_error(c, "%s", verdict[0] != '\0' ? verdict : strerror(-r));
 	else
 		ctl_buf_printf(&c->out, "ok\n");
 }

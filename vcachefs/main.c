@@ -302,8 +302,11 @@ static void
 vc_protect_self(void)
 {
 	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	int err = fault_hit(VC_FAULT_OOM_ADJ);
 
-	if (fd == -1 || write(fd, "-1000", 5) != 5)
+	if (err < 0)
+		errno = -err;
+	if (fd == -1 || err < 0 || write(fd, "-1000", 5) != 5)
 		log_warn("cannot set oom_score_adj to -1000 (needs CAP_SYS_RESOURCE)");
 	if (fd != -1)
 		close(fd);
@@ -463,7 +466,7 @@ vc_daemon_logging(const struct vc_opts *o)
 	int err;
 
 	if (o->foreground)
-		return 0;
+		return log_set_target(VC_LOG_STDERR, NULL);
 	if (o->log_file != NULL) {
 		err = log_set_target(VC_LOG_FILE, o->log_file);
 		if (err < 0) {
@@ -618,12 +621,11 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 	if (mounts_find(fs->mountpoint, &ent) > 0)
 		conn = ent.minor;
 	if (!o->foreground) {
-		if (vc_daemon_logging(o) < 0)
-			return -1;
 		if (fuse_daemonize(0) == -1) {
 			log_warnx("cannot detach from the terminal");
 			return -1;
 		}
+		log_detached();
 	}
 	/* After fork: the ring and its thread belong to the daemon process. */
 	r = uring_init(&fs->uring);
@@ -751,6 +753,7 @@ main(int argc, char **argv)
 	log_init("vcachefs", o.debug);
 	if (o.mo.dropped_suid_dev)
 		log_debug("-o suid/dev ignored: the mount is nosuid,nodev");
+	log_route_fuse();
 #ifdef VC_FAULT_INJECT
 	if (fault_init(getenv("VCACHEFS_FAULT")) < 0)
 		return 1;
@@ -762,17 +765,16 @@ main(int argc, char **argv)
 	/* Not in the foreground: a service manager may pass descriptors. */
 	if (!o.foreground && !o.check_config)
 		vc_close_inherited();
+	/* From here every message also reaches the daemon's log (log.h). */
+	if (!o.check_config && vc_daemon_logging(&o) < 0)
+		return 1;
 	vc_raise_nofile();
 
 	memset(&fs, 0, sizeof(fs));
 	r = cfg_load(o.config, o.config_named, &fs.cfg);
-	if (r < 0) {
-		/* cfg_load() has said what is wrong; sum up parse errors. */
-		if (r == -EINVAL)
-			log_warnx("%s: configuration has errors%s", o.config,
-		    o.check_config ? "" : ", not mounting");
+	/* cfg_load() has said what is wrong, one FILE:LINE line an error. */
+	if (r < 0)
 		return 1;
-	}
 	if (o.check_config) {
 		status = vc_check_config(&o, fs.cfg);
 		cfg_free(fs.cfg);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <time.h>
@@ -13,6 +14,7 @@
 
 #include "log.h"
 #include "notify.h"
+#include "mounts.h"
 #include "reload.h"
 #include "stop.h"
 
@@ -34,15 +36,107 @@ static volatile sig_atomic_t stop_finishing;
 static bool stop_pending;
 static bool stop_retry_warned;
 
+/* At most this many holders are named after each open image. */
+#define STOP_HOLDERS_SHOWN	4
+
+/* A descriptor of another process on a file of the mount. */
+struct stop_holder {
+	pid_t pid;
+	char comm[64];
+	char what[32];			/* "fd N" */
+	char *path;			/* owned */
+};
+
+/* The open images and their holders, for the refusal line. */
+struct stop_open {
+	char list[1536];
+	const char *mountpoint;
+	struct stop_holder *h;		/* owned */
+	size_t nh, caph;
+};
+
+/* mounts_holders() callback: keep the descriptors, not cwd or root. */
+static void
+stop_add_holder(pid_t pid, const char *comm, const char *what,
+    const char *path, void *arg)
+{
+	struct stop_open *so = arg;
+	struct stop_holder *h;
+
+	if (strncmp(what, "fd ", 3) != 0)
+		return;
+	if (so->nh == so->caph) {
+		size_t cap = so->caph ? 2 * so->caph : 16;
+
+		h = realloc(so->h, cap * sizeof(*h));
+		if (h == NULL)
+			return;	/* the line then names fewer holders */
+		so->h = h;
+		so->caph = cap;
+	}
+	h = &so->h[so->nh];
+	h->path = strdup(path);
+	if (h->path == NULL)
+		return;
+	h->pid = pid;
+	snprintf(h->comm, sizeof(h->comm), "%s", comm);
+	snprintf(h->what, sizeof(h->what), "%s", what);
+	so->nh++;
+}
+
+static void
+stop_open_free(struct stop_open *so)
+{
+	for (size_t i = 0; i < so->nh; i++)
+		free(so->h[i].path);
+	free(so->h);
+}
+
+/* Whether path (as /proc shows it) is relpath below the mount point. */
+static bool
+stop_is_image(const char *path, const char *mnt, const char *relpath)
+{
+	size_t n = strlen(mnt);
+
+	if (relpath[0] == '\0' || strncmp(path, mnt, n) != 0)
+		return false;
+	if (!(n == 1 && mnt[0] == '/')) {
+		if (path[n] != '/')
+			return false;
+		n++;
+	}
+	return strcmp(path + n, relpath) == 0;
+}
+
+/* Append "NAME (pid P (COMM) fd N, ...)" for one open image. */
 static void
 stop_name_open(const struct vc_image *img, void *arg)
 {
-	char *list = arg;
-	size_t len = strlen(list);
+	struct stop_open *so = arg;
+	size_t cap = sizeof(so->list) - 100, len = strlen(so->list);
+	unsigned shown = 0, more = 0;
 
-	if (len < 900)
-		snprintf(list + len, 1024 - len, "%s%s", len ? ", " : "",
-		    img->relpath);
+	if (len >= cap)
+		return;
+	len += snprintf(so->list + len, cap - len, "%s%s", len ? ", " : "",
+	    img->relpath);
+	for (size_t i = 0; i < so->nh && len < cap; i++) {
+		const struct stop_holder *h = &so->h[i];
+
+		if (!stop_is_image(h->path, so->mountpoint, img->relpath))
+			continue;
+		if (shown == STOP_HOLDERS_SHOWN) {
+			more++;
+			continue;
+		}
+		len += snprintf(so->list + len, cap - len, "%spid %d (%s) %s",
+		    shown ? ", " : " (held by ", (int)h->pid, h->comm, h->what);
+		shown++;
+	}
+	if (more > 0 && len < cap)
+		len += snprintf(so->list + len, cap - len, " and %u more", more);
+	if (shown > 0 && len < cap)
+		snprintf(so->list + len, cap - len, ")");
 }
 
 static void
@@ -86,13 +180,13 @@ stop_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* One stop request. Returns true when the session is ending. */
+/* One stop request, so the holders found in /proc. Returns true when the
+ * session is ending. */
 static bool
-stop_request(int sig, double *refused_at)
+stop_decide(int sig, double *refused_at, struct stop_open *so)
 {
 	struct vc_fs *fs = stop_fs;
-	char list[1024] = "";
-	unsigned n = registry_foreach_open(&fs->registry, stop_name_open, list);
+	unsigned n = registry_foreach_open(&fs->registry, stop_name_open, so);
 	double now = stop_now();
 
 	if (*refused_at > 0 && now - *refused_at <= VC_STOP_FORCE_WINDOW) {
@@ -117,8 +211,8 @@ stop_request(int sig, double *refused_at)
 		log_warn("refusing to stop: unmount %s", fs->mountpoint);
 	} else {
 		log_warnx("refusing to stop: %u image(s) open: %s; send the "
-		    "signal again within %d s to force a lazy unmount", n, list,
-		    VC_STOP_FORCE_WINDOW);
+		    "signal again within %d s to force a lazy unmount", n,
+		    so->list, VC_STOP_FORCE_WINDOW);
 	}
 	*refused_at = now;
 	if (notify_active()) {
@@ -128,7 +222,7 @@ stop_request(int sig, double *refused_at)
 		stop_pending = true;
 		if (n > 0)
 			notify_status("stop pending: %u image(s) open: %s", n,
-			    list);
+			    so->list);
 		else
 			notify_status("stop pending: unmounting %s failed "
 			    "(busy)", fs->mountpoint);
@@ -168,6 +262,22 @@ stop_retry(void)
 	return false;
 }
 
+static bool
+stop_request(int sig, double *refused_at)
+{
+	struct stop_open so = { .list = "", .mountpoint = stop_fs->mountpoint };
+	bool ending;
+	int r;
+
+	/* Before the registry is locked: the scan reads all of /proc. */
+	r = mounts_holders(stop_fs->mountpoint, stop_add_holder, &so);
+	if (r < 0)
+		log_warnc(r, "cannot name the processes holding images: /proc");
+	ending = stop_decide(sig, refused_at, &so);
+	stop_open_free(&so);
+	return ending;
+}
+
 static void *
 stop_main(void *arg)
 {
@@ -199,7 +309,7 @@ stop_main(void *arg)
 			log_info("SIGHUP: reloading %s", stop_fs->reload.path);
 			notify_reloading();
 			notify_reloaded(reload_config(&stop_fs->reload, NULL,
-			    NULL));
+			    NULL, NULL, 0));
 			continue;
 		}
 		if (stop_request(sig, &refused_at))

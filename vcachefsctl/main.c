@@ -357,7 +357,8 @@ vctl_is_number(const char *v)
 {
 	if (*v == '-')
 		v++;
-	if (*v == '\0')
+	/* JSON has no leading zeros: "02140002" (octal flags) stays a string. */
+	if (*v == '\0' || (v[0] == '0' && v[1] != '\0'))
 		return false;
 	for (; *v; v++)
 		if (*v < '0' || *v > '9')
@@ -446,8 +447,9 @@ vctl_status(struct vctl_conn *c, bool json)
 	struct vctl_reply r;
 	char b1[32], b2[32], b3[32], up[64];
 	int st = vctl_simple(c, "status\n", &r);
+	const char *pid = "?";
 	size_t w = 5;
-	bool any_pending = false;
+	bool any_pending = false, any_image = false;
 
 	if (st != VCTL_OK)
 		return st;
@@ -468,10 +470,12 @@ vctl_status(struct vctl_conn *c, bool json)
 			    vctl_duration(vctl_getu(m, "uptime_s"), up, sizeof(up)),
 			    vctl_get(m, "started"), vctl_get(m, "pid"));
 			printf("page cache   from %s\n", vctl_get(m, "pagecache"));
+			pid = vctl_get(m, "pid");
 		} else if (strcmp(m->type, "image") == 0) {
 			size_t l = strlen(vctl_get(m, "name"));
 
 			w = l > w ? l : w;
+			any_image = true;
 		}
 	}
 	printf("\n%-*s %-12s %-8s %-3s %-6s %8s %4s %9s %9s  %s\n", (int)w,
@@ -496,6 +500,19 @@ vctl_status(struct vctl_conn *c, bool json)
 		    vctl_get(m, "rule"));
 		if (ctl_record_get(m, "want_cache") != NULL)
 			any_pending = true;
+	}
+	if (any_image) {
+		/* What /proc/PID/fdinfo/FD says: the mode as the kernel has it. */
+		printf("\nI/O descriptors (in /proc/%s/fdinfo):\n", pid);
+		for (unsigned i = 0; i < r.n; i++) {
+			const struct ctl_record *m = &r.rec[i];
+
+			if (strcmp(m->type, "image") != 0)
+				continue;
+			printf("  %-*s fd %-5s %s\n", (int)w, vctl_get(m, "name"),
+			    vctl_get(m, "backing_fd"),
+			    vctl_get(m, "backing_flag_names"));
+		}
 	}
 	/* Declared shared for migration (vcachefs.conf(5) shareable). */
 	unsigned nshare = 0;

@@ -300,11 +300,14 @@ EOF
 	assert_equal "$(cat "$VC_SRC/rw.img")" after
 }
 
-@test "-c with a config file that has errors: exit 1, not mounted" {
-	printf '[global]\ncache = sometimes\n' >"$VC_TMP/bad.conf"
+@test "-c with a config file that has errors: exit 1, not mounted, one FILE:LINE line an error" {
+	printf '[global]\ncache = sometimes\nbogus = 1\n' >"$VC_TMP/bad.conf"
 	run --separate-stderr vc_fail -f -c "$VC_TMP/bad.conf" "$VC_SRC" "$VC_MNT"
 	assert_equal "$status" 1
 	assert_equal "$output" ""
+	# Two mistakes, two lines, and no summary line after them.
+	assert_equal "$stderr" "vcachefs: $VC_TMP/bad.conf:2: cache: unknown mode 'sometimes' (expected writeback, writethrough, none, directsync, unsafe)
+vcachefs: $VC_TMP/bad.conf:3: unknown key 'bogus' (expected cache, aio, readonly, format, shareable)"
 	[[ $stderr == *"$VC_TMP/bad.conf"* ]] || fail "the file is not named: $stderr"
 	[[ $stderr == vcachefs:* ]] || fail "stderr does not start with vcachefs: $stderr"
 	[[ $stderr == *sometimes* ]] || fail "the bad value is not named: $stderr"

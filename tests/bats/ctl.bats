@@ -76,8 +76,67 @@ ct_mount_two() {	# two images: a.img by name, b.img by [global]
 	# The same as records, through the raw protocol.
 	run -0 ct_raw "$(ct_sock)" <<<"status"
 	assert_line --index 0 --regexp "^mount mountpoint=$VC_MNT source=$VC_SRC config=$MH_CONF transport=$(ct_transport) uptime_s=[0-9]+ "
-	assert_line --regexp '^image name=a\.img cache=none aio=threads readonly=no rule=\[a\.img\] format=raw virtual_size=67108864 opencount=1 resident=[0-9]+ dirty=[0-9]+$'
+	assert_line --regexp '^image name=a\.img cache=none aio=threads readonly=no shareable=no rule=\[a\.img\] format=raw virtual_size=67108864 opencount=1 resident=[0-9]+ dirty=[0-9]+ backing_fd=[0-9]+ backing_flags=0[0-7]+ backing_flag_names=O_RDWR\|O_DIRECT\|[A-Z_|]+$'
 	assert_line --index 3 ok
+}
+
+# The kernel's bit for a flag name, as fdinfo shows it (x86_64, arm64 differ).
+ct_flag_bit() {	# NAME
+	awk -v n="$1" '$1 == "#define" && $2 == n { print $3; exit }' \
+	    /usr/include/asm-generic/fcntl.h /usr/include/"$(gcc -print-multiarch)"/asm/fcntl.h |
+	    tail -1
+}
+
+@test "status: each open image's I/O descriptor, its number and flags by name, as /proc/PID/fdinfo shows them (none, writeback)" {
+	ct_mount_two
+	exec {fa}<>"$VC_MNT/a.img"; MH_FDS+=("$fa")
+	exec {fb}<>"$VC_MNT/b.img"; MH_FDS+=("$fb")
+	local img bfd bflags names direct
+	run -0 "$VCTL" -m "$VC_MNT" status
+	echo "$output"
+	assert_line "I/O descriptors (in /proc/$VC_PID/fdinfo):"
+	direct=$(ct_flag_bit O_DIRECT)
+	[ -n "$direct" ] || fail "no O_DIRECT in the kernel headers"
+	for img in a.img b.img; do
+		# The daemon's one data descriptor of the file, from /proc.
+		mh_backing_fd "$VC_SRC/$img"
+		bfd=$(ct_field "$img" backing_fd)
+		bflags=$(ct_field "$img" backing_flags)
+		names=$(ct_field "$img" backing_flag_names)
+		echo "$img: /proc says fd $MH_BFD flags $MH_BFLAGS; status says fd $bfd flags $bflags $names"
+		assert_equal "$bfd" "$MH_BFD"
+		assert_equal "$bflags" "$MH_BFLAGS"
+		assert_line --regexp "^  $img fd $MH_BFD +$names\$"
+		[[ $names == O_RDWR\|* ]] || fail "$img: not O_RDWR first: $names"
+		# O_DIRECT by name exactly when fdinfo has its bit: none only.
+		if (( (8#$MH_BFLAGS & $direct) != 0 )); then
+			[[ $names == *"|O_DIRECT|"* || $names == *"|O_DIRECT" ]] ||
+			    fail "$img: O_DIRECT set but not named: $names"
+			assert_equal "$img" a.img
+		else
+			[[ $names != *O_DIRECT* ]] || fail "$img: O_DIRECT named but not set: $names"
+			assert_equal "$img" b.img
+		fi
+		# Every name is a set bit, and together they are all the bits.
+		local sum=0 n bit
+		IFS='|' read -ra parts <<<"$names"
+		for n in "${parts[@]}"; do
+			[ "$n" = O_RDWR ] && { sum=$((sum | 2)); continue; }
+			bit=$(ct_flag_bit "$n")
+			[ -n "$bit" ] || fail "$img: unknown name $n"
+			(( (8#$MH_BFLAGS & $bit) == $bit )) || fail "$img: $n is not set in $MH_BFLAGS"
+			sum=$((sum | bit))
+		done
+		assert_equal "$(printf '%o' "$sum")" "$(printf '%o' "$((8#$MH_BFLAGS))")"
+		# --json: valid JSON, the octal flags a string, fd a number.
+		run -0 sh -c '"$1" -m "$2" status --json | python3 -c "
+import json, sys
+for i in json.load(sys.stdin)[\"images\"]:
+    if i[\"name\"] == sys.argv[1]:
+        print(i[\"backing_fd\"] + 0, i[\"backing_flags\"], i[\"backing_flag_names\"])
+" "$3"' sh "$VCTL" "$VC_MNT" "$img"
+		assert_output "$MH_BFD $MH_BFLAGS $names"
+	done
 }
 
 @test "status: resident and dirty bytes are the backing file's page cache (cachestat)" {
@@ -259,6 +318,21 @@ assert a["write_ops"] == 0 and a["read_ops"] == 0 and a["write_max_ns"] == 0, a
 	assert_output 0
 	run -2 "$VCTL" -m "$VC_MNT" drop-cache
 	run -1 "$VCTL" -m "$VC_MNT" drop-cache nosuch.img
+}
+
+@test "reload of a broken file: one FILE:LINE line an error, then the verdict as the one error line" {
+	truncate -s 16M "$VC_SRC/a.img"
+	mh_mount writeback
+	printf '[global]\ncache = fast\n[a.img]\nbogus = 1\n' >"$MH_CONF"
+	run --separate-stderr "$VCTL" -m "$VC_MNT" reload
+	assert_equal "$status" 1
+	assert_equal "$output" ""
+	assert_equal "$stderr" "$MH_CONF:2: cache: unknown mode 'fast' (expected writeback, writethrough, none, directsync, unsafe)
+$MH_CONF:4: unknown key 'bogus' (expected cache, aio, readonly, format, shareable)
+vcachefsctl: reload rejected: 2 error(s); the old configuration stays"
+	# The log says the same, once.
+	assert_equal "$(grep -c 'reload rejected: 2 error(s); the old configuration stays$' "$VC_LOG")" 1
+	vc_check_log
 }
 
 @test "a peer that is neither root nor the daemon's user is refused and logged" {

@@ -151,12 +151,20 @@ release_holder() {
 	assert_not_mounted "$VC_SRC"
 }
 
-@test "SIGTERM with an image open: refused, still serving; a second SIGTERM within 5 s forces a lazy unmount" {
+@test "SIGTERM with an image open: refused naming the holders' pids, still serving; a second SIGTERM within 5 s forces a lazy unmount" {
 	make_image "$VC_SRC/disk.img"
+	echo x >"$VC_SRC/other.img"
 	vc_mount "$VC_SRC" "$VC_MNT"
+	hold_open "$VC_MNT/other.img"
+	local h1=$HOLDER
 	hold_open "$VC_MNT/disk.img"
 	kill -TERM "$VC_PID"
-	wait_log 'refusing to stop: 1 image\(s\) open: .*disk\.img'
+	wait_log 'refusing to stop: 2 image\(s\) open: '
+	# Each image with the pid, command and descriptor that hold it.
+	grep -F "disk.img (held by pid $HOLDER (sleep) fd 9)" "$VC_LOG" ||
+		fail "the holder of disk.img is not named: $(cat "$VC_LOG")"
+	grep -F "other.img (held by pid $h1 (sleep) fd 9)" "$VC_LOG" ||
+		fail "the holder of other.img is not named: $(cat "$VC_LOG")"
 	kill -0 "$VC_PID"
 	vc_is_mounted "$VC_MNT"
 	assert_equal "$(sha "$VC_MNT/disk.img")" "$SHA"
@@ -176,7 +184,7 @@ release_holder() {
 	vc_mount "$VC_SRC"
 	hold_open "$VC_SRC/disk.img"
 	kill -INT "$VC_PID"
-	wait_log 'refusing to stop: 1 image\(s\) open: .*disk\.img'
+	wait_log "refusing to stop: 1 image\\(s\\) open: disk\\.img \\(held by pid $HOLDER \\(sleep\\) fd 9\\); "
 	vc_is_mounted "$VC_SRC"
 	kill -TERM "$VC_PID"
 	vc_wait_exit "$VC_PID" 5
@@ -393,6 +401,64 @@ no_sanitizer_reports() {
 	gone "$pid" 5 || fail "daemon $pid still running after unmount"
 	assert_not_mounted "$VC_MNT"
 	assert_equal "$(cat "$VC_SRC/new.img")" more
+	no_sanitizer_reports
+}
+
+@test "daemon mode: the start-up warnings and the stale-mount notice reach --log-file, and a refused start too" {
+	echo hello >"$VC_SRC/a.img"
+	vc_mount "$VC_SRC" "$VC_MNT"
+	kill -9 "$VC_PID"
+	vc_wait_exit "$VC_PID" 5 || true
+	# Refused (stale, no --force): said on stderr and in the file.
+	run --separate-stderr start_daemon --log-file "$VC_TMP/refused.log" "$VC_SRC" "$VC_MNT"
+	assert_equal "$status" 1
+	[[ $stderr == *stale*--force* ]] || fail "not a stale/--force message: $stderr"
+	grep -E "vcachefs: $VC_MNT: stale .* mount .*--force" "$VC_TMP/refused.log" ||
+		fail "the refusal is not in --log-file: $(cat "$VC_TMP/refused.log")"
+	# With --force, and oom_score_adj refused as without CAP_SYS_RESOURCE.
+	VC_MOUNTS+=("$VC_MNT")
+	local log=$VC_TMP/started.log
+	VCACHEFS_FAULT=oom_score_adj:1:EACCES run --separate-stderr \
+	    start_daemon --force --log-file "$log" "$VC_SRC" "$VC_MNT"
+	echo "stderr: $stderr"
+	assert_success
+	local pid
+	pid=$(sed -n 's/.*serving .* (pid \([0-9]*\)).*/\1/p' "$log" | tail -1)
+	[ -n "$pid" ] || fail "no serving line: $(cat "$log")"
+	DAEMONS+=("$pid")
+	cat "$log"
+	grep -E "^[0-9-]+ [0-9:]+ vcachefs: $VC_MNT: lazily unmounted a stale .* mount \(--force\)$" "$log" ||
+		fail "no stale-mount notice in --log-file"
+	grep -E "^[0-9-]+ [0-9:]+ vcachefs: cannot set oom_score_adj to -1000 \(needs CAP_SYS_RESOURCE\): Permission denied$" "$log" ||
+		fail "no oom_score_adj warning in --log-file"
+	# Before detaching they were on stderr too, once each.
+	assert_equal "$(grep -c 'lazily unmounted a stale' <<<"$stderr")" 1
+	assert_equal "$(grep -c 'cannot set oom_score_adj' <<<"$stderr")" 1
+	# Each start-up line is in the file once, in order, before serving.
+	assert_equal "$(grep -c 'lazily unmounted a stale' "$log")" 1
+	[ "$(grep -n 'lazily unmounted' "$log" | cut -d: -f1)" -lt \
+	    "$(grep -n 'serving ' "$log" | cut -d: -f1)" ]
+	assert_equal "$(cat "$VC_MNT/a.img")" hello
+	fusermount3 -u "$VC_MNT"
+	gone "$pid" 5 || fail "daemon $pid still running after unmount"
+	no_sanitizer_reports
+}
+
+@test "daemon mode: libfuse's own message about a bad -o option is one vcachefs: line, on stderr and in --log-file" {
+	local log=$VC_TMP/fuse.log
+	# max_read is passed on to libfuse (unknown options are refused
+	# earlier, by vcachefs itself), which refuses the value.
+	run --separate-stderr start_daemon -c /dev/null --log-file "$log" -o max_read=abc "$VC_SRC" "$VC_MNT"
+	echo "stderr: $stderr"
+	assert_equal "$status" 1
+	cat "$log"
+	local want="vcachefs: fuse: invalid parameter in option \`max_read=abc'"
+	assert_equal "$(grep -cxF "$want" <<<"$stderr")" 1
+	assert_equal "$(grep -c -- "^[0-9-]* [0-9:]* $want\$" "$log")" 1
+	# Nothing of it on a line of its own.
+	run grep -c 'max_read=abc' "$log"
+	assert_output 1
+	assert_not_mounted "$VC_MNT"
 	no_sanitizer_reports
 }
 

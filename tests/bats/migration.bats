@@ -320,3 +320,108 @@ mg_hook() {	# OPERATION XMLFILE: run the hook as libvirtd does
 	grep -qE "fdatasync\($fd2\) += 0" "$VC_TMP/strace.log" ||
 	    { cat "$VC_TMP/strace.log"; fail "no fdatasync($fd2)"; }
 }
+
+# --- cgroups: whose I/O and page cache it is ---
+
+# Two cgroups, A (the writer, as a VM would be) and D (the daemon), in
+# the memory hierarchy: cgroup v2 where it has the memory controller (with
+# io too), else the v1 memory hierarchy. Sets MG_CG_KIND, MG_CG_A, MG_CG_D.
+mg_cg_setup() {
+	local root own
+	MG_CG_KIND=
+	for root in /sys/fs/cgroup /sys/fs/cgroup/unified; do
+		[ -f "$root/cgroup.controllers" ] || continue
+		grep -qw memory "$root/cgroup.controllers" || continue
+		# The root may have processes of its own; a child may not.
+		grep -qw memory "$root/cgroup.subtree_control" ||
+		    echo "+memory" >"$root/cgroup.subtree_control" || continue
+		grep -qw io "$root/cgroup.controllers" &&
+		    { grep -qw io "$root/cgroup.subtree_control" || echo "+io" >"$root/cgroup.subtree_control"; } || true
+		MG_CG_KIND=v2
+		local p=$root/vcachefs-test.$$.$BATS_TEST_NUMBER
+		mkdir "$p"; MG_CGROUPS=("$p")
+		(cd "$root" && cat cgroup.subtree_control) | tr ' ' '\n' | grep -xE 'memory|io' |
+		    sed 's/^/+/' | tr '\n' ' ' >"$p/cgroup.subtree_control"
+		mkdir "$p/A" "$p/D"; MG_CGROUPS=("$p/A" "$p/D" "$p")
+		MG_CG_A=$p/A MG_CG_D=$p/D
+		return 0
+	done
+	own=$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)
+	root=/sys/fs/cgroup/memory$own
+	if [ -n "$own" ] && [ -f "$root/memory.stat" ] && mkdir "$root/vcachefs-test-A.$$" 2>/dev/null; then
+		mkdir "$root/vcachefs-test-D.$$"
+		MG_CGROUPS=("$root/vcachefs-test-A.$$" "$root/vcachefs-test-D.$$")
+		MG_CG_KIND=v1 MG_CG_A=$root/vcachefs-test-A.$$ MG_CG_D=$root/vcachefs-test-D.$$
+		return 0
+	fi
+	return 1
+}
+
+# Page cache (file) bytes charged to a cgroup.
+mg_cg_file() {
+	if [ "$MG_CG_KIND" = v2 ]; then
+		awk '$1 == "file" { print $2 }' "$1/memory.stat"
+	else
+		awk '$1 == "cache" { print $2 }' "$1/memory.stat"
+	fi
+}
+
+mg_cg_mem() {	# memory.current, or v1's usage_in_bytes
+	cat "$1/memory.current" 2>/dev/null || cat "$1/memory.usage_in_bytes"
+}
+
+# cgroup v2 io.stat bytes (rbytes+wbytes) of device MAJ:MIN, or "" without io.
+mg_cg_io() {	# CGROUP MAJ:MIN
+	[ -f "$1/io.stat" ] || return 0
+	awk -v d="$2" '$1 == d { for (i = 2; i <= NF; i++) { split($i, kv, "=");
+		if (kv[1] == "rbytes" || kv[1] == "wbytes") n += kv[2] } } END { print n + 0 }' "$1/io.stat"
+}
+
+# Storage I/O a process caused (/proc/PID/io): mg_proc_io PID read_bytes|write_bytes
+mg_proc_io() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/io"; }
+
+# Run a command as a member of cgroup CG; prints its (and its children's)
+# storage I/O afterwards as "read_bytes write_bytes".
+mg_in_cgroup() {	# CG COMMAND...
+	local cg=$1
+	shift
+	sh -c 'echo 0 >"$1/cgroup.procs" || exit 1; shift; "$@" || exit 1
+	    awk '\''$1 == "read_bytes:" { r = $2 } $1 == "write_bytes:" { w = $2 }
+	    END { print r, w }'\'' /proc/$$/io' sh "$cg" "$@"
+}
+
+@test "cgroups: backing I/O and page cache of a writer in cgroup A are charged to the daemon's cgroup D, not A" {
+	local MiB=1048576 dev before io r w
+	mg_cg_setup || skip "no memory cgroup to make here (neither cgroup v2 with memory nor v1)"
+	dev=$(findmnt -n -o MAJ:MIN -T "$VC_SRC")
+	truncate -s 64M "$VC_SRC/vm.img"
+	mh_mount writeback
+	# The daemon (all its threads) moves before any image I/O.
+	echo "$VC_PID" >"$MG_CG_D/cgroup.procs"
+
+	before=$(mg_proc_io "$VC_PID" write_bytes)
+	run -0 mg_in_cgroup "$MG_CG_A" dd if=/dev/urandom of="$VC_MNT/vm.img" bs=1M count=64 conv=notrunc status=none
+	read -r r w <<<"$output"
+	echo "# $MG_CG_KIND after a 64 MiB write from A: A file=$(mg_cg_file "$MG_CG_A") mem=$(mg_cg_mem "$MG_CG_A") io=$(mg_cg_io "$MG_CG_A" "$dev"); D file=$(mg_cg_file "$MG_CG_D") mem=$(mg_cg_mem "$MG_CG_D") io=$(mg_cg_io "$MG_CG_D" "$dev"); writer write_bytes=$w, daemon +$(( $(mg_proc_io "$VC_PID" write_bytes) - before ))" >&3
+	(( $(mg_cg_file "$MG_CG_D") >= 56 * MiB )) || fail "D holds $(mg_cg_file "$MG_CG_D") bytes of page cache, not the image's 64 MiB"
+	(( $(mg_cg_file "$MG_CG_A") < 8 * MiB )) || fail "A holds $(mg_cg_file "$MG_CG_A") bytes of page cache"
+	# (The writer's own write_bytes counts too: FUSE accounts a direct
+	# write to its caller. What matters is where the pages are.)
+	(( $(mg_proc_io "$VC_PID" write_bytes) - before >= 56 * MiB )) || fail "the daemon dirtied less than the image"
+
+	# Reading back, cold: the daemon reads the store, and D is charged.
+	run -0 "$VCTL" -m "$VC_MNT" drop-cache vm.img
+	(( $(mg_cg_file "$MG_CG_D") < 8 * MiB )) || fail "drop-cache left $(mg_cg_file "$MG_CG_D") bytes in D"
+	before=$(mg_proc_io "$VC_PID" read_bytes)
+	io=$(mg_cg_io "$MG_CG_D" "$dev")
+	run -0 mg_in_cgroup "$MG_CG_A" dd if="$VC_MNT/vm.img" of=/dev/null bs=1M status=none
+	read -r r w <<<"$output"
+	echo "# $MG_CG_KIND after a 64 MiB cold read from A: A file=$(mg_cg_file "$MG_CG_A") io=$(mg_cg_io "$MG_CG_A" "$dev"); D file=$(mg_cg_file "$MG_CG_D") io=$(mg_cg_io "$MG_CG_D" "$dev"); reader read_bytes=$r, daemon +$(( $(mg_proc_io "$VC_PID" read_bytes) - before ))" >&3
+	(( $(mg_cg_file "$MG_CG_D") >= 56 * MiB )) || fail "the read left $(mg_cg_file "$MG_CG_D") bytes in D"
+	(( $(mg_cg_file "$MG_CG_A") < 8 * MiB )) || fail "A holds $(mg_cg_file "$MG_CG_A") bytes of page cache"
+	(( $(mg_proc_io "$VC_PID" read_bytes) - before >= 56 * MiB )) || fail "the daemon read less than the image from storage"
+	if [ -n "$io" ]; then
+		(( $(mg_cg_io "$MG_CG_D" "$dev") - io >= 56 * MiB )) || fail "io.stat of D"
+		(( $(mg_cg_io "$MG_CG_A" "$dev") < 8 * MiB )) || fail "io.stat of A: $(mg_cg_io "$MG_CG_A" "$dev")"
+	fi
+}

@@ -452,6 +452,15 @@ other.qcow2: cache=directsync aio=native readonly=no (from [*.qcow2])
 win10.qcow2: cache=none aio=threads readonly=no (from [win10.qcow2])"
 }
 
+@test "--check-config over an empty SOURCE: OK and the unmatched-section warning, nothing else" {
+	printf '[global]\ncache = writeback\n[a.img]\ncache = none\n' >"$MH_CONF"
+	run --separate-stderr "$VCACHEFS" --check-config -c "$MH_CONF" "$VC_SRC"
+	assert_success
+	assert_output "$MH_CONF: configuration OK"
+	# No sanitizer report (an empty list once went to qsort as NULL).
+	assert_equal "$stderr" "vcachefs: $MH_CONF:3: warning: [a.img] matches no file under $VC_SRC"
+}
+
 @test "--check-config: a broken config exits 1 and names file and line" {
 	truncate -s 1M "$VC_SRC/a.img"
 	printf '[global]\ncache = writeback\n[a.img]\ncache = fast\n' >"$MH_CONF"
@@ -460,6 +469,8 @@ win10.qcow2: cache=none aio=threads readonly=no (from [win10.qcow2])"
 	refute_output --partial 'configuration OK'
 	[[ $stderr == *"$MH_CONF:4"* ]] ||
 	    fail "stderr does not name $MH_CONF:4: $stderr"
+	# One line for the one error: no summary after it.
+	assert_equal "$(grep -c . <<<"$stderr")" 1
 	# The same config does not mount either.
 	run timeout 10 "$VCACHEFS" -f -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
 	assert_failure 1
