@@ -3,8 +3,9 @@
 #   make            build build/vcachefs
 #   make check      install missing dependencies (as root), build, run all tests
 #   make demo       build and mount a demo image directory in the foreground
-#   make install    install binaries, systemd unit, man pages and the sample
-#                   config (PREFIX, SBINDIR, MANDIR, SYSCONFDIR, UNITDIR, DESTDIR)
+#   make install    install binaries, systemd unit, man pages, the libvirt
+#                   hook and the sample config (PREFIX, SBINDIR, MANDIR,
+#                   SYSCONFDIR, UNITDIR, HOOKDIR, DESTDIR)
 #   make uninstall  remove them again (an edited /etc/vcachefs.conf stays)
 #   make deb        build the Debian package into build/deb/ (DEB_DIR)
 
@@ -17,6 +18,9 @@ SYSCONFDIR ?= /etc
 # PREFIX=/usr, Debian 12's place for a package's units (dh_installsystemd).
 UNITDIR   ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 DESTDIR   ?=
+# libvirtd (6.5+) runs every executable in its qemu.d directory; it reads
+# the directory when it starts.
+HOOKDIR   ?= $(SYSCONFDIR)/libvirt/hooks/qemu.d
 
 CC        ?= cc
 PKGS      := fuse3 liburing inih libqcow libsystemd
@@ -123,6 +127,7 @@ install: all
 	install -D -m 0644 man/vcachefsctl.8 $(DESTDIR)$(MANDIR)/man8/vcachefsctl.8
 	install -D -m 0644 man/vcachefs.8 $(DESTDIR)$(MANDIR)/man8/vcachefs.8
 	install -D -m 0644 man/vcachefs.conf.5 $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5
+	install -D -m 0755 etc/libvirt/hooks/qemu.d/vcachefs $(DESTDIR)$(HOOKDIR)/vcachefs
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf ]; then \
 		echo "$(DESTDIR)$(SYSCONFDIR)/vcachefs.conf exists: left as it is"; \
 	else \
@@ -135,7 +140,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/vcachefs $(DESTDIR)$(SBINDIR)/vcachefsctl \
 	    $(DESTDIR)$(UNITDIR)/vcachefs@.service \
 	    $(DESTDIR)$(MANDIR)/man8/vcachefs.8 $(DESTDIR)$(MANDIR)/man8/vcachefsctl.8 \
-	    $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5
+	    $(DESTDIR)$(MANDIR)/man5/vcachefs.conf.5 $(DESTDIR)$(HOOKDIR)/vcachefs
 	@if cmp -s etc/vcachefs.conf $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf; then \
 		echo "rm -f $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf"; \
 		rm -f $(DESTDIR)$(SYSCONFDIR)/vcachefs.conf; \

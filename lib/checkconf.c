@@ -152,10 +152,12 @@ checkconf_line(const struct vc_config *cfg, struct vc_resolver *rs,
 		    rule != NULL ? rule->pattern : "global");
 	}
 	aio = policy_effective_aio(d->conf.cache, d->conf.aio, &fellback);
-	fprintf(out, "%s: cache=%s aio=%s%s readonly=%s (from %s)\n", rel,
+	/* shareable only when set: the common line stays as it was. */
+	fprintf(out, "%s: cache=%s aio=%s%s readonly=%s%s (from %s)\n", rel,
 	    policy_get(d->conf.cache)->name, policy_aio_name(aio),
 	    fellback ? " (native needs O_DIRECT: cache=none or directsync)" :
-	    "", d->conf.readonly ? "yes" : "no", d->rule);
+	    "", d->conf.readonly ? "yes" : "no",
+	    d->conf.shareable ? " shareable=yes" : "", d->rule);
 	if (d->probed) {
 		fprintf(out, "    format=%s", qcow2_format_name(d->probe.format));
 		if (d->probe.format != QCOW2_FORMAT_RAW)

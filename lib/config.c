@@ -39,6 +39,7 @@ static const struct vc_image_conf cfg_default_conf = {
 	.cache = VC_CACHE_WRITEBACK,
 	.aio = VC_AIO_THREADS,
 	.readonly = false,
+	.shareable = false,
 };
 
 /* Boolean spellings, in the order error messages list them. */
@@ -136,6 +137,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "not a boolean", cfg_bool_names },
 	{ "format", VC_KEY_FORMAT, CFG_FIELD(format), cfg_parse_format,
 	    "unknown format", cfg_format_names },
+	{ "shareable", VC_KEY_SHAREABLE, CFG_FIELD(shareable), cfg_parse_bool,
+	    "not a boolean", cfg_bool_names },
 };
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

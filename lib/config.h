@@ -30,6 +30,7 @@ struct vc_image_conf {
 	enum vc_aio_mode aio;
 	bool readonly;
 	enum vc_format format;
+	bool shareable;		/* declared shared across hosts (migration.h) */
 };
 
 /* One [section] other than [global], in file order. */
@@ -47,6 +48,7 @@ struct vc_rule {
 #define VC_KEY_AIO	(1u << 1)
 #define VC_KEY_READONLY	(1u << 2)
 #define VC_KEY_FORMAT	(1u << 3)
+#define VC_KEY_SHAREABLE (1u << 4)
 
 struct vc_config {
 	char *path;		/* NULL when built-in defaults are used */

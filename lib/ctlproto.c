@@ -18,6 +18,7 @@ static const char *const ctl_cmd_names[CTL_NCMDS] = {
 	[CTL_DROP_CACHE] = "drop-cache",
 	[CTL_TAKEOVER] = "takeover",
 	[CTL_FDSTORE] = "fdstore",
+	[CTL_CHECK_MIGRATION] = "check-migration",
 };
 
 const char *
@@ -232,7 +233,7 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err,
 		if (ctl_encode(words[0], name, sizeof(name)) < 0)
 			snprintf(name + sizeof(name) - 4, 4, "...");
 		ctl_reason(err, errlen, "unknown command '%s' (status, stats, "
-		    "reload, flush, drop-cache)", name);
+		    "reload, flush, drop-cache, check-migration)", name);
 		return -EINVAL;
 	}
 	req->cmd = (enum ctl_cmd)i;

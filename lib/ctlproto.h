@@ -28,6 +28,7 @@ enum ctl_cmd {
 	CTL_DROP_CACHE,
 	CTL_TAKEOVER,		/* vcachefs --takeover (takeover.c), not vcachefsctl */
 	CTL_FDSTORE,		/* into systemd's fd store (fdstore.c) */
+	CTL_CHECK_MIGRATION,
 	CTL_NCMDS
 };
 

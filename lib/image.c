@@ -440,7 +440,8 @@ static bool
 image_conf_equal(const struct vc_image_conf *a, const struct vc_image_conf *b)
 {
 	return a->cache == b->cache && a->aio == b->aio &&
-	    a->readonly == b->readonly && a->format == b->format;
+	    a->readonly == b->readonly && a->format == b->format &&
+	    a->shareable == b->shareable;
 }
 
 /*
@@ -538,6 +539,7 @@ image_apply(struct vc_registry *r, struct vc_image *img, char *msg, size_t len)
 		pthread_mutex_lock(&img->info_lock);
 		img->conf.readonly = want.readonly;
 		img->conf.format = want.format;
+		img->conf.shareable = want.shareable;
 		image_strlcpy(img->pending, ro_pending ? IMAGE_RO_PENDING : "",
 	    sizeof(img->pending));
 		pthread_mutex_unlock(&img->info_lock);

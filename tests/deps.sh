@@ -8,7 +8,10 @@ pkgs=(build-essential pkg-config libfuse3-dev fuse3 liburing-dev libqcow-dev
       strace attr util-linux-extra psmisc e2fsprogs python3 xfsprogs
       stress-ng clang libclang-rt-14-dev acl prometheus tmux socat
       qemu-system-x86 busybox-static cpio libvirt-daemon-system libvirt-clients
-      libsystemd-dev systemd man-db)
+      libsystemd-dev systemd man-db libxml2-utils jq)
+
+# tests/bats/gluster.bats: two GlusterFS hosts in network namespaces
+pkgs+=(glusterfs-server glusterfs-client iproute2)
 
 # make deb and tests/bats/deb.bats
 pkgs+=(debhelper dpkg-dev fakeroot lintian)

@@ -8,7 +8,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -26,6 +29,7 @@
 #include "ctlproto.h"
 #include "io.h"
 #include "log.h"
+#include "migration.h"
 #include "oflags.h"
 #include "pagecache.h"
 #include "stats.h"
@@ -224,6 +228,8 @@ ctl_conf_kv(struct ctl_buf *b, const char *prefix,
 	ctl_buf_kv(b, key, policy_aio_name(aio));
 	snprintf(key, sizeof(key), "%sreadonly", prefix);
 	ctl_buf_kv(b, key, conf->readonly ? "yes" : "no");
+	snprintf(key, sizeof(key), "%sshareable", prefix);
+	ctl_buf_kv(b, key, conf->shareable ? "yes" : "no");
 }
 
 /*
@@ -553,11 +559,80 @@ ctl_flush_one(struct vc_image *img, void *arg)
 	return 0;
 }
 
+static bool ctl_mig_name_ok(const char *rel);
+
+/*
+ * The backing file of an image that is not open, for a flush or a drop:
+ * opened read-only below SOURCE, no symbolic link followed. Its page
+ * cache is the file's, whoever opened it: a host that served the image
+ * before keeps its pages after the close (the stale pages a migration's
+ * destination must not read). Returns 0 or -errno.
+ */
+static int
+ctl_flush_closed_fd(const char *rel)
+{
+	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS };
+	int dir, fd;
+
+	if (!ctl_mig_name_ok(rel))
+		return -EINVAL;
+	dir = open(ctl.fs->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir == -1)
+		return -errno;
+	fd = (int)syscall(SYS_openat2, dir, rel, &how, sizeof(how));
+	if (fd == -1)
+		fd = -errno;
+	close(dir);
+	return fd;
+}
+
+static void
+ctl_flush_closed(struct ctl_flush *f, const char *rel)
+{
+	uint64_t before = 0, after = 0, dirty;
+	bool known;
+	int fd, r;
+
+	fd = ctl_flush_closed_fd(rel);
+	r = fd < 0 ? fd : 0;
+	if (r == 0 && f->drop)
+		(void)pagecache_usage(fd, &before, &dirty, &known);
+	/* fdatasync works on a read-only descriptor: the file's data goes. */
+	if (r == 0 && fdatasync(fd) == -1)
+		r = -errno;
+	if (r == 0 && f->drop) {
+		r = -posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		(void)pagecache_usage(fd, &after, &dirty, &known);
+	}
+	if (fd >= 0)
+		close(fd);
+	ctl_buf_printf(&f->c->out, "%s", f->drop ? "drop-cache" : "flush");
+	ctl_buf_kv(&f->c->out, "name", rel);
+	ctl_buf_kv(&f->c->out, "open", "no");
+	if (r < 0) {
+		ctl_buf_kv(&f->c->out, "result", strerror(-r));
+		if (f->failed++ == 0)
+			snprintf(f->first, sizeof(f->first), "%s %s: %s",
+			    f->drop ? "drop-cache" : "flush", rel,
+			    r == -EINVAL ? "not a name under the mount" :
+			    strerror(-r));
+	} else {
+		ctl_buf_kv(&f->c->out, "result", "ok");
+		if (f->drop) {
+			ctl_buf_kvu(&f->c->out, "resident_before", before);
+			ctl_buf_kvu(&f->c->out, "resident_after", after);
+		}
+		log_info("control: %s %s (not open)", f->drop ?
+		    "dropped the cache of" : "flushed", rel);
+	}
+	ctl_buf_printf(&f->c->out, "\n");
+}
+
 static void
 ctl_flush(struct ctl_client *c, const struct ctl_req *req, bool drop)
 {
 	struct ctl_flush f = { .c = c, .drop = drop };
-	struct vc_image **imgs;
 	int r;
 
 	if (req->all) {
@@ -567,12 +642,18 @@ ctl_flush(struct ctl_client *c, const struct ctl_req *req, bool drop)
 			return;
 		}
 	} else {
-		imgs = ctl_find_all(c, req);
-		if (imgs == NULL)
-			return;
-		for (unsigned i = 0; i < req->nargs; i++)
-			ctl_flush_one(imgs[i], &f);
-		ctl_put_all(imgs, req->nargs);
+		/* An image that is not open is flushed through its own file. */
+		for (unsigned i = 0; i < req->nargs; i++) {
+			struct vc_image *img = registry_find(&ctl.fs->registry,
+			    req->args[i]);
+
+			if (img == NULL) {
+				ctl_flush_closed(&f, req->args[i]);
+				continue;
+			}
+			ctl_flush_one(img, &f);
+			image_release(&ctl.fs->registry, img);
+		}
 	}
 	if (f.failed > 1)
 		ctl_error(c, "%s (and %d more)", f.first, f.failed - 1);
@@ -580,6 +661,154 @@ ctl_flush(struct ctl_client *c, const struct ctl_req *req, bool drop)
 		ctl_error(c, "%s", f.first);
 	else
 		ctl_buf_printf(&c->out, "ok\n");
+}
+
+/* --- check-migration --- */
+
+/*
+ * One "image" record: the settings in effect (open) or those the config
+ * gives it now (not open), the filesystem under SOURCE, the verdict and
+ * why. Returns whether the image is safe to migrate.
+ */
+static bool
+ctl_mig_one(struct ctl_buf *b, const char *rel,
+    const struct vc_image_conf *conf, bool open)
+{
+	char path[PATH_MAX + 1], why[512];
+	struct mig_image mi = { .cache = conf->cache,
+	    .readonly = conf->readonly, .shareable = conf->shareable };
+	struct mig_fs fs;
+	bool safe = false;
+	int r;
+
+	ctl_buf_printf(b, "image");
+	ctl_buf_kv(b, "name", rel);
+	ctl_buf_kv(b, "cache", policy_get(conf->cache)->name);
+	ctl_buf_kv(b, "readonly", conf->readonly ? "yes" : "no");
+	ctl_buf_kv(b, "shareable", conf->shareable ? "yes" : "no");
+	ctl_buf_kv(b, "open", open ? "yes" : "no");
+	if (snprintf(path, sizeof(path), "%s/%s", ctl.fs->source, rel) >=
+	    (int)sizeof(path))
+		r = -ENAMETOOLONG;
+	else
+		r = mig_detect(path, &fs);
+	if (r < 0) {
+		snprintf(why, sizeof(why), "cannot tell the filesystem under "
+		    "%s: %s", ctl.fs->source, strerror(-r));
+		ctl_buf_kv(b, "verdict", "unknown");
+	} else {
+		safe = mig_verdict(&fs, &mi, why, sizeof(why));
+		ctl_buf_kv(b, "fs", fs.type);
+		ctl_buf_kv(b, "class", mig_class_name(fs.cls));
+		ctl_buf_kv(b, "verdict", safe ? "safe" : "unsafe");
+	}
+	ctl_buf_kv(b, "reason", why);
+	ctl_buf_printf(b, "\n");
+	return safe;
+}
+
+static int
+ctl_mig_each(struct vc_image *img, void *arg)
+{
+	struct vc_image_conf conf = image_conf_now(img);
+
+	(void)ctl_mig_one(arg, img->relpath, &conf, true);
+	return ((struct ctl_buf *)arg)->failed ? -ENOMEM : 0;
+}
+
+/* A name that stays under SOURCE: relative, no "." or ".." component. */
+static bool
+ctl_mig_name_ok(const char *rel)
+{
+	const char *p = rel;
+
+	if (*rel == '\0' || *rel == '/')
+		return false;
+	while (*p != '\0') {
+		size_t n = strcspn(p, "/");
+
+		if (n == 0 || (n == 1 && p[0] == '.') ||
+		    (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return true;
+}
+
+/* An image that is not open: the config decides, as for an opener. */
+static void
+ctl_mig_closed(struct ctl_buf *b, const char *rel)
+{
+	struct vc_decision *d;
+	const struct vc_rule *rule;
+	char path[PATH_MAX + 1];
+	struct stat st;
+	const char *why = NULL;
+	char msg[128];
+
+	if (!ctl_mig_name_ok(rel))
+		why = "not a name under the mount";
+	else if (snprintf(path, sizeof(path), "%s/%s", ctl.fs->source, rel) >=
+	    (int)sizeof(path))
+		why = strerror(ENAMETOOLONG);
+	else if (lstat(path, &st) == -1) {
+		snprintf(msg, sizeof(msg), "not found under SOURCE: %s",
+		    strerror(errno));
+		why = msg;
+	}
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";
+	if (why != NULL) {
+		ctl_buf_printf(b, "image");
+		ctl_buf_kv(b, "name", rel);
+		ctl_buf_kv(b, "open", "no");
+		ctl_buf_kv(b, "verdict", "unknown");
+		ctl_buf_kv(b, "reason", why);
+		ctl_buf_printf(b, "\n");
+		return;
+	}
+	d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		b->failed = true;
+		return;
+	}
+	if (ctl.fs->resolver_ok)
+		(void)resolve_image(&ctl.fs->resolver, rel, d);
+	else
+		cfg_lookup(__atomic_load_n(&ctl.fs->cfg, __ATOMIC_ACQUIRE), rel,
+		    &d->conf, &rule);
+	(void)ctl_mig_one(b, rel, &d->conf, false);
+	free(d);
+}
+
+static void
+ctl_check_migration(struct ctl_client *c, const struct ctl_req *req)
+{
+	int r;
+
+	if (req->nargs == 0) {
+		r = registry_each(&ctl.fs->registry, ctl_mig_each, &c->out);
+		if (r < 0) {
+			ctl_error(c, "check-migration: %s", strerror(-r));
+			return;
+		}
+	}
+	for (unsigned i = 0; i < req->nargs; i++) {
+		struct vc_image *img = registry_find(&ctl.fs->registry,
+		    req->args[i]);
+
+		if (img != NULL) {
+			struct vc_image_conf conf = image_conf_now(img);
+
+			(void)ctl_mig_one(&c->out, img->relpath, &conf, true);
+			image_release(&ctl.fs->registry, img);
+		} else {
+			ctl_mig_closed(&c->out, req->args[i]);
+		}
+	}
+	ctl_buf_printf(&c->out, "ok\n");
 }
 
 /* --- reload --- */
@@ -696,6 +925,9 @@ ctl_serve(struct ctl_client *c, const char *line, size_t len)
 		break;
 	case CTL_FDSTORE:
 		ctl_fdstore(c);
+		break;
+	case CTL_CHECK_MIGRATION:
+		ctl_check_migration(c, &ctl.req);
 		break;
 	default:
 		ctl_refuse(c, "unknown command");

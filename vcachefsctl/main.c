@@ -64,6 +64,10 @@ vctl_usage(FILE *out)
 "  drop-cache IMAGE...         flush, then evict from the host page cache\n"
 "  fdstore                     hand the mount to systemd's fd store and let\n"
 "                              the daemon exit without unmounting (restart)\n"
+"  check-migration [IMAGE...] [--json]\n"
+"                              whether each image (default: every open one)\n"
+"                              may be live-migrated without copying storage;\n"
+"                              exit 0 only if all are safe\n"
 "\n"
 "  -m, --mount MOUNTPOINT      the mount (default socket %s/<escaped>.sock)\n"
 "  -s, --socket SOCKET         the control socket itself\n"
@@ -401,18 +405,19 @@ vctl_json_record(const struct ctl_record *rec, const char *indent)
 static void
 vctl_json(const struct vctl_reply *r)
 {
-	bool first = true;
+	bool first = true, head = false;
 
 	printf("{");
 	for (unsigned i = 0; i < r->n; i++) {
 		if (strcmp(r->rec[i].type, "image") == 0)
 			continue;
-		printf("%s\n  ", i ? "," : "");
+		printf("%s\n  ", head ? "," : "");
 		vctl_json_string(r->rec[i].type);
 		printf(": ");
 		vctl_json_record(&r->rec[i], "");
+		head = true;
 	}
-	printf("%s\n  \"images\": [", r->n ? "," : "");
+	printf("%s\n  \"images\": [", head ? "," : "");
 	for (unsigned i = 0; i < r->n; i++) {
 		if (strcmp(r->rec[i].type, "image") != 0)
 			continue;
@@ -511,6 +516,19 @@ vctl_status(struct vctl_conn *c, bool json)
 			    vctl_get(m, "backing_flag_names"));
 		}
 	}
+	/* Declared shared for migration (vcachefs.conf(5) shareable). */
+	unsigned nshare = 0;
+
+	for (unsigned i = 0; i < r.n; i++) {
+		const struct ctl_record *m = &r.rec[i];
+
+		if (strcmp(m->type, "image") == 0 &&
+		    strcmp(vctl_get(m, "shareable"), "yes") == 0)
+			printf("%s%s", nshare++ ? ", " : "\nshareable = yes: ",
+			    vctl_get(m, "name"));
+	}
+	if (nshare > 0)
+		printf("\n");
 	if (any_pending) {
 		printf("\nNot yet in effect:\n");
 		for (unsigned i = 0; i < r.n; i++) {
@@ -1312,6 +1330,54 @@ vctl_stats(struct vctl_conn *c, int argc, char **argv)
 	return VCTL_OK;
 }
 
+/*
+ * One line per image, "NAME: safe|unsafe|unknown: REASON". Returns
+ * VCTL_OK only if every image is safe.
+ */
+static int
+vctl_check_migration(struct vctl_conn *c, int argc, char **argv)
+{
+	struct vctl_reply r;
+	bool json = false;
+	int n = 0, st = VCTL_OK;
+	char *req;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else if (argv[i][0] == '-' && argv[i][1] == '-' && argv[i][2]) {
+			vctl_err("check-migration: unknown option %s (see --help)",
+			    argv[i]);
+			return VCTL_USAGE;
+		} else
+			argv[n++] = argv[i];
+	}
+	if (c == NULL)
+		return VCTL_OK;		/* only checking the usage */
+	req = vctl_build("check-migration", "", argv, n);
+	if (req == NULL)
+		return VCTL_USAGE;
+	st = vctl_simple(c, req, &r);
+	free(req);
+	if (st != VCTL_OK)
+		return st;
+	for (unsigned i = 0; i < r.n; i++)
+		if (strcmp(vctl_get(&r.rec[i], "verdict"), "safe") != 0)
+			st = VCTL_FAIL;
+	if (json) {
+		vctl_json(&r);
+	} else {
+		for (unsigned i = 0; i < r.n; i++)
+			printf("%s: %s: %s\n", vctl_get(&r.rec[i], "name"),
+			    vctl_get(&r.rec[i], "verdict"),
+			    vctl_get(&r.rec[i], "reason"));
+		if (r.n == 0)
+			printf("no open image\n");
+	}
+	vctl_reply_free(&r);
+	return st;
+}
+
 /* Without -m or -s: the one socket in CTL_SOCKET_DIR. */
 static int
 vctl_find_socket(char *out, size_t len)
@@ -1397,7 +1463,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "status") && strcmp(cmd, "stats") && strcmp(cmd, "top") &&
 	    strcmp(cmd, "reload") && strcmp(cmd, "flush") &&
-	    strcmp(cmd, "drop-cache") && strcmp(cmd, "fdstore")) {
+	    strcmp(cmd, "drop-cache") && strcmp(cmd, "fdstore") &&
+	    strcmp(cmd, "check-migration")) {
 		vctl_err("unknown command '%s' (see --help)", cmd);
 		return VCTL_USAGE;
 	}
@@ -1409,14 +1476,16 @@ main(int argc, char **argv)
 		return VCTL_USAGE;
 	}
 	if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "flush") == 0 ||
-	    strcmp(cmd, "drop-cache") == 0) {
+	    strcmp(cmd, "drop-cache") == 0 ||
+	    strcmp(cmd, "check-migration") == 0) {
 		/* Bad usage is told before any connection is tried. */
 		char **copy = calloc((size_t)argc + 1, sizeof(*copy));
 
 		if (copy == NULL)
 			return VCTL_FAIL;
 		memcpy(copy, argv, (size_t)argc * sizeof(*copy));
-		st = cmd[1] == 't' ? vctl_stats(NULL, argc, copy) :
+		st = cmd[0] == 'c' ? vctl_check_migration(NULL, argc, copy) :
+		    cmd[1] == 't' ? vctl_stats(NULL, argc, copy) :
 		    vctl_flush(NULL, argc, copy, cmd[0] == 'd');
 		free(copy);
 		if (st != VCTL_OK)
@@ -1450,6 +1519,8 @@ main(int argc, char **argv)
 		st = vctl_reload(&conn);
 	else if (strcmp(cmd, "fdstore") == 0)
 		st = vctl_fdstore(&conn);
+	else if (strcmp(cmd, "check-migration") == 0)
+		st = vctl_check_migration(&conn, argc, argv);
 	else
 		st = vctl_flush(&conn, argc, argv, strcmp(cmd, "drop-cache") == 0);
 	close(conn.fd);

@@ -307,7 +307,7 @@ EOF
 	assert_equal "$output" ""
 	# Two mistakes, two lines, and no summary line after them.
 	assert_equal "$stderr" "vcachefs: $VC_TMP/bad.conf:2: cache: unknown mode 'sometimes' (expected writeback, writethrough, none, directsync, unsafe)
-vcachefs: $VC_TMP/bad.conf:3: unknown key 'bogus' (expected cache, aio, readonly, format)"
+vcachefs: $VC_TMP/bad.conf:3: unknown key 'bogus' (expected cache, aio, readonly, format, shareable)"
 	[[ $stderr == *"$VC_TMP/bad.conf"* ]] || fail "the file is not named: $stderr"
 	[[ $stderr == vcachefs:* ]] || fail "stderr does not start with vcachefs: $stderr"
 	[[ $stderr == *sometimes* ]] || fail "the bad value is not named: $stderr"

@@ -76,7 +76,7 @@ ct_mount_two() {	# two images: a.img by name, b.img by [global]
 	# The same as records, through the raw protocol.
 	run -0 ct_raw "$(ct_sock)" <<<"status"
 	assert_line --index 0 --regexp "^mount mountpoint=$VC_MNT source=$VC_SRC config=$MH_CONF transport=$(ct_transport) uptime_s=[0-9]+ "
-	assert_line --regexp '^image name=a\.img cache=none aio=threads readonly=no rule=\[a\.img\] format=raw virtual_size=67108864 opencount=1 resident=[0-9]+ dirty=[0-9]+ backing_fd=[0-9]+ backing_flags=0[0-7]+ backing_flag_names=O_RDWR\|O_DIRECT\|[A-Z_|]+$'
+	assert_line --regexp '^image name=a\.img cache=none aio=threads readonly=no shareable=no rule=\[a\.img\] format=raw virtual_size=67108864 opencount=1 resident=[0-9]+ dirty=[0-9]+ backing_fd=[0-9]+ backing_flags=0[0-7]+ backing_flag_names=O_RDWR\|O_DIRECT\|[A-Z_|]+$'
 	assert_line --index 3 ok
 }
 
@@ -328,7 +328,7 @@ assert a["write_ops"] == 0 and a["read_ops"] == 0 and a["write_max_ns"] == 0, a
 	assert_equal "$status" 1
 	assert_equal "$output" ""
 	assert_equal "$stderr" "$MH_CONF:2: cache: unknown mode 'fast' (expected writeback, writethrough, none, directsync, unsafe)
-$MH_CONF:4: unknown key 'bogus' (expected cache, aio, readonly, format)
+$MH_CONF:4: unknown key 'bogus' (expected cache, aio, readonly, format, shareable)
 vcachefsctl: reload rejected: 2 error(s); the old configuration stays"
 	# The log says the same, once.
 	assert_equal "$(grep -c 'reload rejected: 2 error(s); the old configuration stays$' "$VC_LOG")" 1
@@ -363,7 +363,7 @@ vcachefsctl: reload rejected: 2 error(s); the old configuration stays"
 	S=$(ct_sock)
 
 	run -0 ct_raw "$S" <<<"frobnicate the disks"
-	assert_output "error unknown command 'frobnicate' (status, stats, reload, flush, drop-cache)"
+	assert_output "error unknown command 'frobnicate' (status, stats, reload, flush, drop-cache, check-migration)"
 	run -0 ct_raw "$S" < <(printf 'stats \001\002\n')
 	assert_output --regexp '^error malformed request: control byte 0x01'
 	run -0 ct_raw "$S" < <(printf 'stats a%%zz\n')

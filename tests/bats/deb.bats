@@ -187,7 +187,8 @@ phase() {
 
 @test "dpkg -L: binaries, unit, man pages and conffile are where it says; the template unit is not enabled" {
 	[ -e "$STATE" ] || fail "not installed"
-	local list f m sec expect=(/usr/sbin/vcachefs /usr/sbin/vcachefsctl /etc/vcachefs.conf)
+	local list f m sec expect=(/usr/sbin/vcachefs /usr/sbin/vcachefsctl /etc/vcachefs.conf
+	    /etc/libvirt/hooks/qemu.d/vcachefs)
 	list=$(dpkg -L vcachefs)
 	for m in "$REPO"/man/*.[58]; do
 		sec=${m##*.}
@@ -218,14 +219,21 @@ phase() {
 		    fail "$f handles the template unit"
 	done
 	run dpkg-query -W -f='${Conffiles}' vcachefs
-	assert_output --regexp '^ ?/etc/vcachefs.conf [0-9a-f]{32}$'
+	# Every file under /etc is a conffile (dh_installdeb): the config and
+	# the libvirt hook.
+	assert_output --regexp '^ ?/etc/libvirt/hooks/qemu.d/vcachefs [0-9a-f]{32}
+ ?/etc/vcachefs.conf [0-9a-f]{32}$|^ ?/etc/vcachefs.conf [0-9a-f]{32}
+ ?/etc/libvirt/hooks/qemu.d/vcachefs [0-9a-f]{32}$'
 	cmp /etc/vcachefs.conf "$REPO/etc/vcachefs.conf"
+	cmp /etc/libvirt/hooks/qemu.d/vcachefs "$REPO/etc/libvirt/hooks/qemu.d/vcachefs"
+	[ -x /etc/libvirt/hooks/qemu.d/vcachefs ]
 }
 
 @test "apt-get purge: every file goes, the conffile too" {
 	[ -e "$STATE" ] || fail "not installed"
 	local list f
-	list=$(dpkg -L vcachefs | grep -vE '^/(\.|etc|lib|usr|usr/sbin|usr/share(/doc|/man(/man[58])?)?|lib/systemd(/system)?)$')
+	# Directories other packages share (libvirt's hooks too) stay.
+	list=$(dpkg -L vcachefs | grep -vE '^/(\.|etc|etc/libvirt(/hooks(/qemu\.d)?)?|lib|usr|usr/sbin|usr/share(/doc|/man(/man[58])?)?|lib/systemd(/system)?)$')
 	run phase "apt-get purge" "${APT[@]}" purge vcachefs
 	assert_success
 	rm -f "$STATE"

@@ -252,7 +252,7 @@ test_good_config(const char *conf, const struct test_expect *e, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		struct vc_image_conf c = { VC_CACHE_NMODES, VC_AIO_NMODES,
-		    true, VC_FORMAT_AUTO };
+		    true, VC_FORMAT_AUTO, true };
 		const struct vc_rule *rule = (const struct vc_rule *)&c;
 		bool from_ok;
 
