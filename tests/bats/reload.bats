@@ -113,7 +113,14 @@ rl_fio_switch() {	# AIO
 		--rate_iops=400 --offset=16M >"$VC_TMP/fio.out" 2>&1 &
 	local fio=$!
 	dh_bg "$fio"
-	sleep 0.5	# fio has opened the image and writes
+	# fio has opened the image (its one data descriptor in the daemon),
+	# however slow a loaded machine starts it; then a moment of writes.
+	local i
+	for i in $(seq 600); do
+		[ "$(mh_backing_fds "$VC_SRC/disk.img" | grep -c .)" -eq 1 ] && break
+		sleep 0.1
+	done
+	sleep 0.5
 	rl_assert_mode "$VC_SRC/disk.img" writeback
 	for m in "${RL_STEPS[@]}"; do
 		rl_conf disk.img "$m" "aio = $aio"
