@@ -146,40 +146,14 @@ gu_wait_exit() {
 	[ "$rc" -eq 0 ] || { echo "qemu exited $rc" >&2; gu_console; return 1; }
 }
 
-# Mount namespaces other than ours that still have the mount (the same
-# device): "PID COMMAND" per line.
-gu_mount_holders() {	# MAJOR:MINOR
-	local f p self
-	self=$(readlink /proc/self/ns/mnt)
-	for f in /proc/[0-9]*/mountinfo; do
-		p=${f#/proc/}
-		p=${p%%/*}
-		[ "$(readlink "/proc/$p/ns/mnt" 2>/dev/null)" = "$self" ] && continue
-		awk -v d="$1" '$3 == d { f = 1 } END { exit !f }' "$f" 2>/dev/null || continue
-		echo "$p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c 1-80)"
-	done
-}
-
 # Unmount; the daemon exits 0 (in writeback and unsafe after syncing the
-# guest's data, which can take a while on a busy disk). A process in
-# another mount namespace made while the mount was up (unshare -m, or
-# libvirt's QEMU) keeps a copy of it, and with it the FUSE connection: the
-# daemon then never hears of the unmount. In that case only, the test ends
-# the connection through fusectl, as an administrator would; the daemon
-# must still stop cleanly.
+# guest's data, which can take a while on a busy disk). vc_umount ends
+# the connection if another mount namespace (libvirt's QEMU, unshare -m)
+# kept a copy of the mount.
 gu_umount() {
-	local t0=$SECONDS dev conn holders
+	local t0=$SECONDS
 
-	dev=$(mountpoint -d "$VC_MNT")
-	conn=$(stat -c %d "$VC_MNT")
-	fusermount3 -u "$VC_MNT"
-	holders=$(gu_mount_holders "$dev")
-	if [ -n "$holders" ]; then
-		echo "# the mount lives on in other mount namespaces; aborting FUSE connection $conn. Holders:" >&3
-		echo "$holders" | sed 's/^/#   /' >&3
-		echo 1 2>/dev/null >"/sys/fs/fuse/connections/$conn/abort" || true
-	fi
-	vc_wait_exit "$VC_PID" "$GU_WAIT"
+	vc_umount "$VC_MNT" "$VC_PID" "$GU_WAIT"
 	echo "# daemon exited $((SECONDS - t0)) s after the unmount" >&3
 }
 
