@@ -66,12 +66,29 @@ fs_notify(const char *msg, int fd)
 	return r;
 }
 
+/* $FDSTORE, the size of the service's fd store (systemd 254+), or 0. */
+static unsigned long
+fs_store_max(void)
+{
+	const char *v = getenv("FDSTORE");
+	char *end;
+	unsigned long n;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	return errno != 0 || *end != '\0' ? 0 : n;
+}
+
 static int
 fs_store(const char *name, int fd)
 {
 	char msg[128];
 
-	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+	/* FDPOLL=0: systemd must not watch these (it cannot poll an O_PATH
+	 * descriptor, and would drop it). */
+	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
 	return fs_notify(msg, fd);
 }
 
@@ -113,6 +130,18 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 		snprintf(why, whylen, "no systemd here (NOTIFY_SOCKET is unset)");
 		return -ENOTCONN;
 	}
+	/*
+	 * systemd drops what does not fit in the store, and says nothing:
+	 * only a systemd that tells the service its store size ($FDSTORE,
+	 * systemd 254 and later) can be trusted with the connection, whose
+	 * loss takes every guest's disk. Checked again with the real count.
+	 */
+	if (fs_store_max() == 0) {
+		snprintf(why, whylen, "systemd does not say how many descriptors "
+		    "it keeps ($FDSTORE unset: systemd older than 254, or no "
+		    "FileDescriptorStoreMax= in the unit)");
+		return -ENOSPC;
+	}
 	log_info("fdstore: requested; pausing requests");
 	r = devio_pause(TAKEOVER_DRAIN_MS);
 	if (r < 0) {
@@ -126,6 +155,13 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 		devio_resume();
 		snprintf(why, whylen, "cannot write the state: %s", strerror(-r));
 		return r;
+	}
+	if (p.nfds + 3 > fs_store_max()) {
+		snprintf(why, whylen, "the fd store keeps %lu descriptors, this "
+		    "needs %u", fs_store_max(), p.nfds + 3);
+		takeover_pack_free(&p);
+		devio_resume();
+		return -ENOSPC;
 	}
 	/* The connection last: a store without it is never taken over. */
 	r = fs_store(FS_NAME_ROOT, fs->itable.root.fd);

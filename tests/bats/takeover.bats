@@ -404,6 +404,12 @@ def start():
     pid = os.fork()
     if pid == 0:
         env = dict(os.environ, NOTIFY_SOCKET=sock)
+        # systemd 254+ tells the service its store size; TK_FDSTORE=""
+        # plays an older systemd that does not.
+        if os.environ.get("TK_FDSTORE", "4096"):
+            env["FDSTORE"] = os.environ.get("TK_FDSTORE", "4096")
+        else:
+            env.pop("FDSTORE", None)
         if store:
             for i, (_, fd) in enumerate(store):
                 os.dup2(fd, 3 + i, inheritable=True)
@@ -516,6 +522,37 @@ tk_sd_wait() {	# ERE [N]
 	fusermount3 -u "$VC_MNT"
 	tk_sd_wait "^exit $new 0\$"
 	! vc_is_mounted "$VC_MNT"
+	vc_check_log
+}
+
+@test "fdstore under a systemd that does not give its store size (\$FDSTORE unset, systemd < 254) is refused; the daemon goes on" {
+	truncate -s 4M "$VC_SRC/disk.img"
+	# shellcheck disable=SC2086
+	TK_FDSTORE="" tk_minisd "$VC_TMP/sd.log" "$VC_TMP/notify.sock" "$VCACHEFS" -f \
+		${VC_EXTRA_OPTS:-} -c /dev/null --control "$TK_CTL" "$VC_SRC" "$VC_MNT" \
+		>>"$VC_LOG" 2>&1 &
+	TK_SD=$!
+	dh_bg "$TK_SD"
+	VC_MOUNTS+=("$VC_MNT")
+	tk_sd_wait '^start '
+	local pid i
+	pid=$(awk '$1 == "start" { print $2; exit }' "$VC_TMP/sd.log")
+	VC_PIDS+=("$pid")
+	for i in $(seq 1 200); do vc_is_mounted "$VC_MNT" && break; sleep 0.05; done
+	VC_PID=$pid
+	exec 8<>"$VC_MNT/disk.img"
+	run "$VCTL" --socket "$TK_CTL" fdstore
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *'$FDSTORE unset'* ]]
+	# Nothing was stored, and the daemon serves on.
+	! grep -q '^store ' "$VC_TMP/sd.log"
+	tk_serves "$pid"
+	echo data >&8
+	exec 8>&-
+	[ "$(cat "$VC_SRC/disk.img")" = data ]
+	fusermount3 -u "$VC_MNT"
+	tk_sd_wait "^exit $pid 0\$"
 	vc_check_log
 }
 
