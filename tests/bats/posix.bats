@@ -203,10 +203,25 @@ falloc_both() {	# ARGS... (the file name is appended)
 	fallocate "$@" "$R/fa"
 	dh_cmp "$M/fa" "$R/fa"
 	dh_cmp "$B/fa" "$R/fa"
-	dh_same "size, blocks after fallocate $* (backing vs plain)" \
+	falloc_same "size, blocks after fallocate $* (backing vs plain)" \
 		"$(dh_alloc "$B/fa")" "$(dh_alloc "$R/fa")"
 	dh_same "size, blocks after fallocate $* (mount vs backing)" \
 		"$(dh_alloc "$M/fa")" "$(dh_alloc "$B/fa")"
+}
+
+# "SIZE BLOCKS" of two files: equal sizes, and blocks within one 4 KiB
+# block. st_blocks counts ext4's extent index blocks too: two files laid
+# out in differently fragmented free space (other writers on the disk)
+# may need one more of them after the same punch. A fallocate not passed
+# on differs by far more (a 256 KiB punch is 512 blocks).
+falloc_same() {	# WHAT A B
+	local sa ba sb bb
+	read -r sa ba <<<"$2"
+	read -r sb bb <<<"$3"
+	if [ -z "$ba" ] || [ -z "$bb" ] || [ "$sa" != "$sb" ] ||
+	    [ $((ba - bb)) -gt 8 ] || [ $((bb - ba)) -gt 8 ]; then
+		dh_same "$1" "$2" "$3"
+	fi
 }
 
 @test "fallocate -l, -n, -p, -z through the mount: same content, size and blocks as on the plain dir" {
