@@ -205,7 +205,7 @@ EOF
 	lk_wait_file "$VC_TMP/held" "$LK_HOLDER"
 	run ! lv_virsh start "$first"
 	echo "$output"
-	assert_output --partial "resource busy"
+	assert_output --partial "resource busy: Lockspace resource '${lease##*/}' is locked"
 	assert_equal "$(lv_state)" "shut off"
 	kill "$LK_HOLDER"
 	wait "$LK_HOLDER" || true
