@@ -104,12 +104,13 @@ lk_lease() {	# DIR PATH
 }
 
 setup_file() {
-	lv_prepare_file
+	# Before lv_prepare_file makes LV_FTMP: a skip leaves nothing behind.
 	command -v virtlockd >/dev/null ||
 		skip "no virtlockd (tests/deps.sh installs libvirt-daemon-system)"
-	if lv_libvirtd_up; then
+	if command -v virsh >/dev/null && lv_libvirtd_up; then
 		skip "a libvirtd runs already: its lock manager is not this test's to change"
 	fi
+	lv_prepare_file
 	cp -p "$LK_QEMU_CONF" "$LV_FTMP/qemu.conf.orig"
 	cp -p "$LK_LOCKD_CONF" "$LV_FTMP/qemu-lockd.conf.orig"
 	echo 'lock_manager = "lockd"' >>"$LK_QEMU_CONF"
