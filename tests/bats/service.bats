@@ -189,6 +189,7 @@ install_tree() {
 	run -0 make -s -C "$ROOT" install DESTDIR="$D" PREFIX=/usr
 	(cd "$D" && find . -type f | sort) >"$VC_TMP/list"
 	cat >"$VC_TMP/want" <<-EOF
+	./etc/libvirt/hooks/qemu.d/vcachefs
 	./etc/vcachefs.conf
 	./lib/systemd/system/vcachefs@.service
 	./usr/sbin/vcachefs
@@ -202,6 +203,7 @@ install_tree() {
 	assert_equal "$(stat -c %a "$D/usr/sbin/vcachefs")" 755
 	assert_equal "$(stat -c %a "$D/lib/systemd/system/vcachefs@.service")" 644
 	assert_equal "$(stat -c %a "$D/etc/vcachefs.conf")" 644
+	assert_equal "$(stat -c %a "$D/etc/libvirt/hooks/qemu.d/vcachefs")" 755
 	grep -qx 'ExecStart=/usr/sbin/vcachefs -f $VCACHEFS_OPTS %f' "$D/lib/systemd/system/vcachefs@.service"
 	cmp "$ROOT/etc/vcachefs.conf" "$D/etc/vcachefs.conf"
 	# /usr/local: the unit names the binaries there.
