@@ -16,6 +16,7 @@ setup() {
 	mh_setup
 	MG_CGROUPS=()	# cgroups this test made, removed in teardown
 	MG_PIDS=()	# writers it started
+	MG_UNDER=	# a bind mount of SOURCE made before an in-place mount
 }
 
 teardown() {
@@ -24,6 +25,10 @@ teardown() {
 		kill "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
+	# Before mh_teardown removes VC_TMP: the bind is of VC_SRC itself.
+	if [ -n "$MG_UNDER" ]; then
+		umount "$MG_UNDER" 2>/dev/null || umount -l "$MG_UNDER" 2>/dev/null || true
+	fi
 	mh_teardown
 	for c in "${MG_CGROUPS[@]}"; do
 		rmdir "$c" 2>/dev/null || true
@@ -191,6 +196,52 @@ mg_line() { grep -F -- "$2: " <<<"$1" | head -1; }
 	vc_mount -c "$MH_CONF" --control "$VC_TMP/inner.sock" "$VC_MNT" "$inner"
 	run -1 "$VCTL" -s "$VC_TMP/inner.sock" check-migration disk.img
 	assert_output "disk.img: unsafe: fuse.vcachefs is not a shared filesystem: the other host cannot see this image; migrate with --copy-storage-all, or put SOURCE on shared storage"
+}
+
+# --- in place: SOURCE == MOUNTPOINT ---
+
+# vcachefs over VC_SRC itself, as over /var/lib/libvirt/images. The
+# backing files stay reachable through MG_UNDER, a private bind mount of
+# VC_SRC made before the overmount (private: a shared one would get the
+# FUSE mount propagated over it).
+mg_inplace() {
+	MG_UNDER=$VC_TMP/under
+	mkdir -p "$MG_UNDER"
+	mount --bind "$VC_SRC" "$MG_UNDER"
+	mount --make-private "$MG_UNDER"
+	mh_conf writeback
+	vc_mount -c "$MH_CONF" "$VC_SRC"
+	[ "$(stat -f -c %t "$MG_UNDER")" != 65735546 ] ||
+	    fail "the bind mount shows the FUSE mount: the test would look at the wrong file"
+}
+
+@test "in place: drop-cache of an image that is not open empties the backing file's page cache (not the FUSE inode's)" {
+	dd if=/dev/urandom of="$VC_SRC/closed.img" bs=1M count=8 status=none
+	mg_inplace
+	cat "$MG_UNDER/closed.img" >/dev/null
+	(( $(mh_resident "$MG_UNDER/closed.img") > 0 )) || fail "nothing cached: the test would mean nothing"
+	run -0 "$VCTL" -m "$VC_SRC" drop-cache closed.img
+	assert_equal "$(mh_resident "$MG_UNDER/closed.img")" 0
+	grep -q "control: dropped the cache of closed.img (not open)" "$VC_LOG"
+	# A flush of it answers too (the control thread is no FUSE client
+	# of its own daemon).
+	run -0 "$VCTL" -m "$VC_SRC" flush closed.img
+}
+
+@test "in place: check-migration names the filesystem under SOURCE (not fuse), open and not open" {
+	local fstype
+	fstype=$(findmnt -n -o FSTYPE -T "$VC_SRC")
+	[[ $fstype != fuse* ]] || skip "VC_SRC is on $fstype"
+	truncate -s 8M "$VC_SRC/open.img" "$VC_SRC/closed.img"
+	mg_inplace
+	exec {fd}<"$VC_SRC/open.img"
+	MH_FDS+=("$fd")
+	run -1 "$VCTL" -m "$VC_SRC" check-migration --json open.img closed.img missing.img
+	run -0 jq -r '.images[] | "\(.name) \(.fs) \(.class) \(.open)"' <<<"$output"
+	assert_line "open.img $fstype local yes"
+	assert_line "closed.img $fstype local no"
+	run -1 "$VCTL" -m "$VC_SRC" check-migration missing.img
+	assert_output --partial "missing.img: unknown: not found under SOURCE"
 }
 
 # --- the libvirt hook ---
