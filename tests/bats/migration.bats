@@ -250,7 +250,7 @@ MG_HOOK=$MG_ROOT/etc/libvirt/hooks/qemu.d/vcachefs
 
 # The recorded domain XML with this test's mount and off-mount directory.
 mg_xml() {	# FILE
-	sed -e "s|@MNT@|$VC_MNT|g" -e "s|@OFF@|$VC_TMP/off|g" \
+	sed -e "s|@MNT@|$VC_MNT|g" -e "s|@OFF@|$VC_TMP/off|g" -e "s|@LINK@|$VC_TMP/link|g" \
 	    "$MG_ROOT/tests/migration/$1"
 }
 
@@ -370,6 +370,48 @@ mg_hook() {	# OPERATION XMLFILE: run the hook as libvirtd does
 	[ -n "$fd2" ] || { cat "$VC_TMP/strace.log"; fail "no openat2 of a closed disk"; }
 	grep -qE "fdatasync\($fd2\) += 0" "$VC_TMP/strace.log" ||
 	    { cat "$VC_TMP/strace.log"; fail "no fdatasync($fd2)"; }
+}
+
+@test "hook: disks named through a symlinked directory or with .. and // are found on the mount: refused, and their cache dropped" {
+	mg_hook_setup no
+	ln -s "$VC_MNT/vms" "$VC_TMP/link"
+	VCACHEFS_TEST_FSTYPE=0x6969 vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
+	run -0 "$VCTL" -m "$VC_MNT" check-migration vms/web01-root.qcow2
+	[[ $output == *"on nfs"* ]] || skip "not the fault-injection build"
+	run --separate-stderr mg_hook migrate vm-paths.xml
+	assert_equal "$status" 1
+	assert_equal "$output" ""
+	# Named as the XML names it; the safe root disk is not named.
+	[[ $stderr == *"$VC_TMP/link/web01 data.raw: unsafe: cache=writeback"* ]] || fail "stderr: $stderr"
+	[[ $stderr != *"web01-root.qcow2"* ]] || fail "stderr: $stderr"
+	mg_fill
+	run -0 --separate-stderr mg_hook prepare vm-paths.xml
+	assert_equal "$(mh_resident "$VC_SRC/vms/web01-root.qcow2")" 0
+	assert_equal "$(mh_resident "$VC_SRC/vms/web01 data.raw")" 0
+}
+
+@test "hook: a writable storage pool volume disk refuses a migration (the hook cannot place it); start goes on" {
+	mg_hook_setup yes
+	mh_mount writeback
+	run --separate-stderr mg_hook migrate vm-volume.xml
+	assert_equal "$status" 1
+	[[ $stderr == *"refusing the migration"*"volume default/web01-root.qcow2: a storage pool volume"* ]] || fail "stderr: $stderr"
+	# The read-only one is skipped, as libvirt skips it.
+	[[ $stderr != *"debian-12.iso"* ]] || fail "stderr: $stderr"
+	run -0 --separate-stderr mg_hook start vm-volume.xml
+	assert_equal "$output$stderr" ""
+}
+
+@test "hook: domain XML that xmllint cannot parse refuses a migration; start goes on with a warning" {
+	mg_hook_setup yes
+	mh_mount writeback
+	run --separate-stderr mg_hook migrate vm-truncated.xml
+	assert_equal "$status" 1
+	assert_equal "$output" ""
+	[[ $stderr == *"web01: migrate: cannot parse the domain XML"* ]] || fail "stderr: $stderr"
+	run --separate-stderr mg_hook start vm-truncated.xml
+	assert_equal "$status" 0
+	[[ $stderr == *"cannot parse the domain XML"* ]] || fail "stderr: $stderr"
 }
 
 # --- cgroups: whose I/O and page cache it is ---
