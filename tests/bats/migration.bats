@@ -414,6 +414,82 @@ mg_hook() {	# OPERATION XMLFILE: run the hook as libvirtd does
 	[[ $stderr == *"cannot parse the domain XML"* ]] || fail "stderr: $stderr"
 }
 
+mg_hook_env() {	# OPERATION XMLFILE VAR=VALUE...: mg_hook with more environment
+	local op=$1 f=$2
+	shift 2
+	mg_xml "$f" | env VCACHEFSCTL="$VCTL" "$@" "$MG_HOOK" web01 "$op" begin -
+}
+
+@test "hook: with no vcachefs mount it exits 0 before TMPDIR can fail; with one, no temporary file refuses a migrate and start goes on" {
+	mg_hook_setup yes
+	grep -v ' fuse\.vcachefs ' /proc/mounts >"$VC_TMP/mounts-none"
+	run -0 --separate-stderr mg_hook_env start vm-mixed.xml \
+	    VCACHEFS_HOOK_MOUNTS="$VC_TMP/mounts-none" TMPDIR="$VC_TMP/missing"
+	assert_equal "$output$stderr" ""
+	run -0 --separate-stderr mg_hook_env migrate vm-mixed.xml \
+	    VCACHEFS_HOOK_MOUNTS="$VC_TMP/mounts-none" TMPDIR="$VC_TMP/missing"
+	assert_equal "$output$stderr" ""
+	mh_mount writeback
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml TMPDIR="$VC_TMP/missing"
+	assert_equal "$status" 1
+	[[ $stderr == *"web01: migrate: cannot make a temporary file in $VC_TMP/missing"* ]] || fail "stderr: $stderr"
+	run --separate-stderr mg_hook_env start vm-mixed.xml TMPDIR="$VC_TMP/missing"
+	assert_equal "$status" 0
+	[[ $stderr == *"vcachefs disks not checked"* ]] || fail "stderr: $stderr"
+	# An unreadable mount table: nothing can be checked.
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml VCACHEFS_HOOK_MOUNTS="$VC_TMP/missing"
+	assert_equal "$status" 1
+	run -0 --separate-stderr mg_hook_env start vm-mixed.xml VCACHEFS_HOOK_MOUNTS="$VC_TMP/missing"
+}
+
+@test "hook: without xmllint on PATH a migrate is refused and start goes on" {
+	local t
+	mg_hook_setup yes
+	mh_mount writeback
+	mkdir "$VC_TMP/bin"
+	for t in awk sort cut cat mktemp rm date timeout realpath env; do
+		ln -s "$(command -v "$t")" "$VC_TMP/bin/$t"
+	done
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml PATH="$VC_TMP/bin"
+	assert_equal "$status" 1
+	[[ $stderr == *"xmllint, realpath, timeout, date, mktemp or $VCTL not found"* ]] || fail "stderr: $stderr"
+	run --separate-stderr mg_hook_env start vm-mixed.xml PATH="$VC_TMP/bin"
+	assert_equal "$status" 0
+	[[ $stderr == *"not checked"* ]] || fail "stderr: $stderr"
+}
+
+@test "hook: one deadline for the whole hook: a daemon that does not answer is asked once, with stdin closed" {
+	mg_hook_setup yes
+	mh_mount writeback
+	# A vcachefsctl that never answers; it says what it was asked and
+	# what its stdin is.
+	printf '%s\n' '#!/bin/sh' \
+	    'printf "%s stdin=%s\n" "$*" "$(readlink /proc/self/fd/0)" >>"$CALLS"' \
+	    'exec sleep 600' >"$VC_TMP/stuck-ctl"
+	chmod +x "$VC_TMP/stuck-ctl"
+	run --separate-stderr mg_hook_env prepare vm-mixed.xml CALLS="$VC_TMP/ctl.calls" \
+	    VCACHEFSCTL="$VC_TMP/stuck-ctl" VCACHEFS_HOOK_TIMEOUT=2
+	assert_equal "$status" 0
+	# Four disks on the mount, one request: the mount is skipped after it.
+	assert_equal "$(wc -l <"$VC_TMP/ctl.calls")" 1
+	grep -q "drop-cache vms/web01-root.qcow2 stdin=/dev/null$" "$VC_TMP/ctl.calls" ||
+	    fail "calls: $(cat "$VC_TMP/ctl.calls")"
+	[[ $stderr == *"web01-root.qcow2: timed out"* ]] || fail "stderr: $stderr"
+	[ "$(grep -c "did not answer in time" <<<"$stderr")" -eq 3 ] || fail "stderr: $stderr"
+	# A migrate is refused for every writable disk on that mount.
+	: >"$VC_TMP/ctl.calls"
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml CALLS="$VC_TMP/ctl.calls" \
+	    VCACHEFSCTL="$VC_TMP/stuck-ctl" VCACHEFS_HOOK_TIMEOUT=2
+	assert_equal "$status" 1
+	assert_equal "$(wc -l <"$VC_TMP/ctl.calls")" 1
+	# Past the deadline even a path is not resolved: refused too. The
+	# read-only cdrom is not checked (libvirt does not check it either),
+	# only its drop fails.
+	[[ $stderr == *"refusing the migration"*"web01-root.qcow2: timed out"*"web01 data.raw: cannot resolve its path: no time left"* ]] ||
+	    fail "stderr: $stderr"
+	[[ $stderr == *"migrate: $VC_MNT/iso/debian-12.iso: $VC_MNT did not answer in time"* ]] || fail "stderr: $stderr"
+}
+
 # --- cgroups: whose I/O and page cache it is ---
 
 # Two cgroups, A (the writer, as a VM would be) and D (the daemon), in
