@@ -467,6 +467,10 @@ mg_hook_env() {	# OPERATION XMLFILE VAR=VALUE...: mg_hook with more environment
 	    'printf "%s stdin=%s\n" "$*" "$(readlink /proc/self/fd/0)" >>"$CALLS"' \
 	    'exec sleep 600' >"$VC_TMP/stuck-ctl"
 	chmod +x "$VC_TMP/stuck-ctl"
+	# A timeout that is no number: no check, so no migration.
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml VCACHEFS_HOOK_TIMEOUT=5m
+	assert_equal "$status" 1
+	[[ $stderr == *"VCACHEFS_HOOK_TIMEOUT=5m is not a number of seconds"* ]] || fail "stderr: $stderr"
 	run --separate-stderr mg_hook_env prepare vm-mixed.xml CALLS="$VC_TMP/ctl.calls" \
 	    VCACHEFSCTL="$VC_TMP/stuck-ctl" VCACHEFS_HOOK_TIMEOUT=2
 	assert_equal "$status" 0
