@@ -13,12 +13,17 @@
  * what vcachefs itself does to the backing file counts here.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
+#include <unistd.h>
 
 #include "migration.h"
+#include "probe.h"
 
 /*
  * One row per filesystem: the statfs magic (0 for a FUSE client, named by
@@ -91,73 +96,35 @@ mig_classify(unsigned long magic, const char *fusetype, struct mig_fs *out)
 	}
 }
 
-/* Undo mountinfo's octal escapes (\040 for a space) in place. */
-static void
-mig_unescape(char *s)
-{
-	char *o = s;
-
-	for (; *s != '\0'; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
-		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
-			    (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-}
-
-/* Whether mount point mp holds path (mp is path or a parent of it). */
-static size_t
-mig_holds(const char *mp, const char *path)
-{
-	size_t n = strlen(mp);
-
-	if (strcmp(mp, "/") == 0)
-		return 1;
-	if (strncmp(mp, path, n) != 0 || (path[n] != '/' && path[n] != '\0'))
-		return 0;
-	return n;
-}
-
 /*
- * The type of the innermost mount holding path, from mountinfo
+ * The type of the mount with ID mnt_id, from mountinfo
  * ("ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - TYPE SOURCE SUPER").
- * The last matching line wins a tie: a later mount covers an earlier one.
+ * By ID, not by path: with SOURCE == MOUNTPOINT a path names the mount
+ * covering SOURCE, not the one the daemon's descriptor is on.
  */
 static int
-mig_mount_type(const char *path, char *type, size_t len)
+mig_mount_type(uint64_t mnt_id, char *type, size_t len)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL;
-	size_t cap = 0, best = 0;
+	size_t cap = 0;
 	int err = -ENOENT;
 
 	if (f == NULL)
 		return -errno;
-	while (getline(&line, &cap, f) > 0) {
-		char *save, *mp, *t, *sep;
-		size_t n;
+	while (err != 0 && getline(&line, &cap, f) > 0) {
+		char *save, *t, *sep, *end;
+		unsigned long long id;
 
 		sep = strstr(line, " - ");
 		if (sep == NULL)
 			continue;
-		*sep = '\0';
 		t = strtok_r(sep + 3, " \n", &save);
-		if (strtok_r(line, " ", &save) == NULL ||
-		    strtok_r(NULL, " ", &save) == NULL ||
-		    strtok_r(NULL, " ", &save) == NULL ||
-		    strtok_r(NULL, " ", &save) == NULL ||
-		    (mp = strtok_r(NULL, " ", &save)) == NULL || t == NULL)
+		errno = 0;
+		id = strtoull(line, &end, 10);
+		if (t == NULL || errno != 0 || end == line || *end != ' ' ||
+		    id != mnt_id)
 			continue;
-		mig_unescape(mp);
-		n = mig_holds(mp, path);
-		if (n == 0 || n < best)
-			continue;
-		best = n;
 		snprintf(type, len, "%s", t);
 		err = 0;
 	}
@@ -191,41 +158,52 @@ mig_test_override(struct mig_fs *out)
 #endif
 
 int
-mig_detect(const char *path, struct mig_fs *out)
+mig_detect_at(int dirfd, const char *rel, struct mig_fs *out)
 {
 	char dir[4096], type[128];
 	struct statfs sb;
+	struct statx stx;
 	char *slash;
-	int r;
+	int fd, r;
 
 #ifdef VC_FAULT_INJECT
 	r = mig_test_override(out);
 	if (r != 0)
 		return r < 0 ? r : 0;
 #endif
-	if (path[0] != '/' || snprintf(dir, sizeof(dir), "%s", path) >=
-	    (int)sizeof(dir))
-		return -EINVAL;
-	/* A missing file: its nearest parent tells the filesystem. */
-	while (statfs(dir, &sb) == -1) {
-		if (errno != ENOENT && errno != ENOTDIR && errno != EACCES)
-			return -errno;
+	if (snprintf(dir, sizeof(dir), "%s", rel) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	/* A missing file: its nearest parent below dirfd tells the filesystem. */
+	for (;;) {
+		fd = dir[0] == '\0' ? -ENOENT : probe_open(dirfd, dir, true);
+		if (fd >= 0 || dir[0] == '\0')
+			break;
+		if (fd != -ENOENT && fd != -ENOTDIR && fd != -EACCES)
+			return fd;
 		slash = strrchr(dir, '/');
-		if (slash == dir) {
-			if (dir[1] == '\0')
-				return -errno;
-			dir[1] = '\0';
-		} else {
+		if (slash == NULL)
+			dir[0] = '\0';
+		else
 			*slash = '\0';
-		}
 	}
-	if ((unsigned long)sb.f_type != MIG_FUSE_MAGIC) {
+	if (fd < 0)
+		fd = dirfd;
+	r = fstatfs(fd, &sb) == -1 ? -errno : 0;
+	if (r == 0 && (unsigned long)sb.f_type == MIG_FUSE_MAGIC) {
+		r = statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) == -1 ?
+		    -errno : 0;
+		if (r == 0 && !(stx.stx_mask & STATX_MNT_ID))
+			r = -ENOSYS;	/* before Linux 5.8 */
+		if (r == 0)
+			r = mig_mount_type(stx.stx_mnt_id, type, sizeof(type));
+		mig_classify(MIG_FUSE_MAGIC, r == 0 ? type : NULL, out);
+		r = 0;
+	} else if (r == 0) {
 		mig_classify((unsigned long)sb.f_type, NULL, out);
-		return 0;
 	}
-	r = mig_mount_type(dir, type, sizeof(type));
-	mig_classify(MIG_FUSE_MAGIC, r == 0 ? type : NULL, out);
-	return 0;
+	if (fd != dirfd)
+		close(fd);
+	return r;
 }
 
 bool

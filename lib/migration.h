@@ -36,13 +36,16 @@ struct mig_fs {
 void mig_classify(unsigned long magic, const char *fusetype, struct mig_fs *out);
 
 /*
- * The filesystem holding path (absolute): statfs, walking up to the
- * nearest existing parent as libvirt does, and for FUSE the type of the
- * mount holding path in /proc/self/mountinfo. In the fault-injection
- * build, VCACHEFS_TEST_FSTYPE ("0x6969" or "fuse.glusterfs") replaces what
+ * The filesystem holding rel, a name below dirfd (the daemon's own
+ * descriptor of SOURCE, never a path through the mount: with SOURCE ==
+ * MOUNTPOINT that would be the FUSE mount itself): fstatfs of rel opened
+ * as probe_open() does, or of its nearest existing parent below dirfd, as
+ * libvirt walks up; for FUSE the type of that descriptor's mount (statx
+ * mount ID, /proc/self/mountinfo). In the fault-injection build,
+ * VCACHEFS_TEST_FSTYPE ("0x6969" or "fuse.glusterfs") replaces what
  * statfs says. Returns 0 or -errno.
  */
-int mig_detect(const char *path, struct mig_fs *out);
+int mig_detect_at(int dirfd, const char *rel, struct mig_fs *out);
 
 /* The settings of one image that the verdict looks at. */
 struct mig_image {

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -19,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -32,6 +30,7 @@
 #include "migration.h"
 #include "oflags.h"
 #include "pagecache.h"
+#include "probe.h"
 #include "stats.h"
 #include "notify.h"
 #include "reload.h"
@@ -563,28 +562,20 @@ static bool ctl_mig_name_ok(const char *rel);
 
 /*
  * The backing file of an image that is not open, for a flush or a drop:
- * opened read-only below SOURCE, no symbolic link followed. Its page
- * cache is the file's, whoever opened it: a host that served the image
- * before keeps its pages after the close (the stale pages a migration's
- * destination must not read). Returns 0 or -errno.
+ * opened read-only beneath the daemon's own descriptor of SOURCE, no
+ * symbolic link followed. Never by path: with SOURCE == MOUNTPOINT the
+ * path is the FUSE mount itself (this thread a client of its own daemon,
+ * the fadvise on a FUSE inode with no pages). Its page cache is the
+ * file's, whoever opened it: a host that served the image before keeps
+ * its pages after the close (the stale pages a migration's destination
+ * must not read). Returns the descriptor or -errno.
  */
 static int
 ctl_flush_closed_fd(const char *rel)
 {
-	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
-	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS };
-	int dir, fd;
-
 	if (!ctl_mig_name_ok(rel))
 		return -EINVAL;
-	dir = open(ctl.fs->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dir == -1)
-		return -errno;
-	fd = (int)syscall(SYS_openat2, dir, rel, &how, sizeof(how));
-	if (fd == -1)
-		fd = -errno;
-	close(dir);
-	return fd;
+	return probe_open(ctl.fs->itable.root.fd, rel, false);
 }
 
 static void
@@ -674,7 +665,7 @@ static bool
 ctl_mig_one(struct ctl_buf *b, const char *rel,
     const struct vc_image_conf *conf, bool open)
 {
-	char path[PATH_MAX + 1], why[512];
+	char why[512];
 	struct mig_image mi = { .cache = conf->cache,
 	    .readonly = conf->readonly, .shareable = conf->shareable };
 	struct mig_fs fs;
@@ -687,11 +678,7 @@ ctl_mig_one(struct ctl_buf *b, const char *rel,
 	ctl_buf_kv(b, "readonly", conf->readonly ? "yes" : "no");
 	ctl_buf_kv(b, "shareable", conf->shareable ? "yes" : "no");
 	ctl_buf_kv(b, "open", open ? "yes" : "no");
-	if (snprintf(path, sizeof(path), "%s/%s", ctl.fs->source, rel) >=
-	    (int)sizeof(path))
-		r = -ENAMETOOLONG;
-	else
-		r = mig_detect(path, &fs);
+	r = mig_detect_at(ctl.fs->itable.root.fd, rel, &fs);
 	if (r < 0) {
 		snprintf(why, sizeof(why), "cannot tell the filesystem under "
 		    "%s: %s", ctl.fs->source, strerror(-r));
@@ -743,23 +730,29 @@ ctl_mig_closed(struct ctl_buf *b, const char *rel)
 {
 	struct vc_decision *d;
 	const struct vc_rule *rule;
-	char path[PATH_MAX + 1];
 	struct stat st;
+	int fd;
 	const char *why = NULL;
 	char msg[128];
 
 	if (!ctl_mig_name_ok(rel))
 		why = "not a name under the mount";
-	else if (snprintf(path, sizeof(path), "%s/%s", ctl.fs->source, rel) >=
-	    (int)sizeof(path))
-		why = strerror(ENAMETOOLONG);
-	else if (lstat(path, &st) == -1) {
+	else if ((fd = probe_open(ctl.fs->itable.root.fd, rel, true)) < 0) {
+		/* By the daemon's descriptor of SOURCE, not through the mount. */
 		snprintf(msg, sizeof(msg), "not found under SOURCE: %s",
-		    strerror(errno));
+		    fd == -ELOOP ? "a symbolic link on the way" :
+		    strerror(-fd));
 		why = msg;
+	} else {
+		if (fstat(fd, &st) == -1) {
+			snprintf(msg, sizeof(msg), "cannot stat: %s",
+			    strerror(errno));
+			why = msg;
+		} else if (!S_ISREG(st.st_mode)) {
+			why = "not a regular file";
+		}
+		close(fd);
 	}
-	else if (!S_ISREG(st.st_mode))
-		why = "not a regular file";
 	if (why != NULL) {
 		ctl_buf_printf(b, "image");
 		ctl_buf_kv(b, "name", rel);

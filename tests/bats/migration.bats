@@ -16,6 +16,7 @@ setup() {
 	mh_setup
 	MG_CGROUPS=()	# cgroups this test made, removed in teardown
 	MG_PIDS=()	# writers it started
+	MG_UNDER=	# a bind mount of SOURCE made before an in-place mount
 }
 
 teardown() {
@@ -24,6 +25,10 @@ teardown() {
 		kill "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
+	# Before mh_teardown removes VC_TMP: the bind is of VC_SRC itself.
+	if [ -n "$MG_UNDER" ]; then
+		umount "$MG_UNDER" 2>/dev/null || umount -l "$MG_UNDER" 2>/dev/null || true
+	fi
 	mh_teardown
 	for c in "${MG_CGROUPS[@]}"; do
 		rmdir "$c" 2>/dev/null || true
@@ -193,13 +198,59 @@ mg_line() { grep -F -- "$2: " <<<"$1" | head -1; }
 	assert_output "disk.img: unsafe: fuse.vcachefs is not a shared filesystem: the other host cannot see this image; migrate with --copy-storage-all, or put SOURCE on shared storage"
 }
 
+# --- in place: SOURCE == MOUNTPOINT ---
+
+# vcachefs over VC_SRC itself, as over /var/lib/libvirt/images. The
+# backing files stay reachable through MG_UNDER, a private bind mount of
+# VC_SRC made before the overmount (private: a shared one would get the
+# FUSE mount propagated over it).
+mg_inplace() {
+	MG_UNDER=$VC_TMP/under
+	mkdir -p "$MG_UNDER"
+	mount --bind "$VC_SRC" "$MG_UNDER"
+	mount --make-private "$MG_UNDER"
+	mh_conf writeback
+	vc_mount -c "$MH_CONF" "$VC_SRC"
+	[ "$(stat -f -c %t "$MG_UNDER")" != 65735546 ] ||
+	    fail "the bind mount shows the FUSE mount: the test would look at the wrong file"
+}
+
+@test "in place: drop-cache of an image that is not open empties the backing file's page cache (not the FUSE inode's)" {
+	dd if=/dev/urandom of="$VC_SRC/closed.img" bs=1M count=8 status=none
+	mg_inplace
+	cat "$MG_UNDER/closed.img" >/dev/null
+	(( $(mh_resident "$MG_UNDER/closed.img") > 0 )) || fail "nothing cached: the test would mean nothing"
+	run -0 "$VCTL" -m "$VC_SRC" drop-cache closed.img
+	assert_equal "$(mh_resident "$MG_UNDER/closed.img")" 0
+	grep -q "control: dropped the cache of closed.img (not open)" "$VC_LOG"
+	# A flush of it answers too (the control thread is no FUSE client
+	# of its own daemon).
+	run -0 "$VCTL" -m "$VC_SRC" flush closed.img
+}
+
+@test "in place: check-migration names the filesystem under SOURCE (not fuse), open and not open" {
+	local fstype
+	fstype=$(findmnt -n -o FSTYPE -T "$VC_SRC")
+	[[ $fstype != fuse* ]] || skip "VC_SRC is on $fstype"
+	truncate -s 8M "$VC_SRC/open.img" "$VC_SRC/closed.img"
+	mg_inplace
+	exec {fd}<"$VC_SRC/open.img"
+	MH_FDS+=("$fd")
+	run -1 "$VCTL" -m "$VC_SRC" check-migration --json open.img closed.img missing.img
+	run -0 jq -r '.images[] | "\(.name) \(.fs) \(.class) \(.open)"' <<<"$output"
+	assert_line "open.img $fstype local yes"
+	assert_line "closed.img $fstype local no"
+	run -1 "$VCTL" -m "$VC_SRC" check-migration missing.img
+	assert_output --partial "missing.img: unknown: not found under SOURCE"
+}
+
 # --- the libvirt hook ---
 
 MG_HOOK=$MG_ROOT/etc/libvirt/hooks/qemu.d/vcachefs
 
 # The recorded domain XML with this test's mount and off-mount directory.
 mg_xml() {	# FILE
-	sed -e "s|@MNT@|$VC_MNT|g" -e "s|@OFF@|$VC_TMP/off|g" \
+	sed -e "s|@MNT@|$VC_MNT|g" -e "s|@OFF@|$VC_TMP/off|g" -e "s|@LINK@|$VC_TMP/link|g" \
 	    "$MG_ROOT/tests/migration/$1"
 }
 
@@ -319,6 +370,128 @@ mg_hook() {	# OPERATION XMLFILE: run the hook as libvirtd does
 	[ -n "$fd2" ] || { cat "$VC_TMP/strace.log"; fail "no openat2 of a closed disk"; }
 	grep -qE "fdatasync\($fd2\) += 0" "$VC_TMP/strace.log" ||
 	    { cat "$VC_TMP/strace.log"; fail "no fdatasync($fd2)"; }
+}
+
+@test "hook: disks named through a symlinked directory or with .. and // are found on the mount: refused, and their cache dropped" {
+	mg_hook_setup no
+	ln -s "$VC_MNT/vms" "$VC_TMP/link"
+	VCACHEFS_TEST_FSTYPE=0x6969 vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
+	run -0 "$VCTL" -m "$VC_MNT" check-migration vms/web01-root.qcow2
+	[[ $output == *"on nfs"* ]] || skip "not the fault-injection build"
+	run --separate-stderr mg_hook migrate vm-paths.xml
+	assert_equal "$status" 1
+	assert_equal "$output" ""
+	# Named as the XML names it; the safe root disk is not named.
+	[[ $stderr == *"$VC_TMP/link/web01 data.raw: unsafe: cache=writeback"* ]] || fail "stderr: $stderr"
+	[[ $stderr != *"web01-root.qcow2"* ]] || fail "stderr: $stderr"
+	mg_fill
+	run -0 --separate-stderr mg_hook prepare vm-paths.xml
+	assert_equal "$(mh_resident "$VC_SRC/vms/web01-root.qcow2")" 0
+	assert_equal "$(mh_resident "$VC_SRC/vms/web01 data.raw")" 0
+}
+
+@test "hook: a writable storage pool volume disk refuses a migration (the hook cannot place it); start goes on" {
+	mg_hook_setup yes
+	mh_mount writeback
+	run --separate-stderr mg_hook migrate vm-volume.xml
+	assert_equal "$status" 1
+	[[ $stderr == *"refusing the migration"*"volume default/web01-root.qcow2: a storage pool volume"* ]] || fail "stderr: $stderr"
+	# The read-only one is skipped, as libvirt skips it.
+	[[ $stderr != *"debian-12.iso"* ]] || fail "stderr: $stderr"
+	run -0 --separate-stderr mg_hook start vm-volume.xml
+	assert_equal "$output$stderr" ""
+}
+
+@test "hook: domain XML that xmllint cannot parse refuses a migration; start goes on with a warning" {
+	mg_hook_setup yes
+	mh_mount writeback
+	run --separate-stderr mg_hook migrate vm-truncated.xml
+	assert_equal "$status" 1
+	assert_equal "$output" ""
+	[[ $stderr == *"web01: migrate: cannot parse the domain XML"* ]] || fail "stderr: $stderr"
+	run --separate-stderr mg_hook start vm-truncated.xml
+	assert_equal "$status" 0
+	[[ $stderr == *"cannot parse the domain XML"* ]] || fail "stderr: $stderr"
+}
+
+mg_hook_env() {	# OPERATION XMLFILE VAR=VALUE...: mg_hook with more environment
+	local op=$1 f=$2
+	shift 2
+	mg_xml "$f" | env VCACHEFSCTL="$VCTL" "$@" "$MG_HOOK" web01 "$op" begin -
+}
+
+@test "hook: with no vcachefs mount it exits 0 before TMPDIR can fail; with one, no temporary file refuses a migrate and start goes on" {
+	mg_hook_setup yes
+	grep -v ' fuse\.vcachefs ' /proc/mounts >"$VC_TMP/mounts-none"
+	run -0 --separate-stderr mg_hook_env start vm-mixed.xml \
+	    VCACHEFS_HOOK_MOUNTS="$VC_TMP/mounts-none" TMPDIR="$VC_TMP/missing"
+	assert_equal "$output$stderr" ""
+	run -0 --separate-stderr mg_hook_env migrate vm-mixed.xml \
+	    VCACHEFS_HOOK_MOUNTS="$VC_TMP/mounts-none" TMPDIR="$VC_TMP/missing"
+	assert_equal "$output$stderr" ""
+	mh_mount writeback
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml TMPDIR="$VC_TMP/missing"
+	assert_equal "$status" 1
+	[[ $stderr == *"web01: migrate: cannot make a temporary file in $VC_TMP/missing"* ]] || fail "stderr: $stderr"
+	run --separate-stderr mg_hook_env start vm-mixed.xml TMPDIR="$VC_TMP/missing"
+	assert_equal "$status" 0
+	[[ $stderr == *"vcachefs disks not checked"* ]] || fail "stderr: $stderr"
+	# An unreadable mount table: nothing can be checked.
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml VCACHEFS_HOOK_MOUNTS="$VC_TMP/missing"
+	assert_equal "$status" 1
+	run -0 --separate-stderr mg_hook_env start vm-mixed.xml VCACHEFS_HOOK_MOUNTS="$VC_TMP/missing"
+}
+
+@test "hook: without xmllint on PATH a migrate is refused and start goes on" {
+	local t
+	mg_hook_setup yes
+	mh_mount writeback
+	mkdir "$VC_TMP/bin"
+	for t in awk sort cut cat mktemp rm date timeout realpath env; do
+		ln -s "$(command -v "$t")" "$VC_TMP/bin/$t"
+	done
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml PATH="$VC_TMP/bin"
+	assert_equal "$status" 1
+	[[ $stderr == *"xmllint, realpath, timeout, date, mktemp or $VCTL not found"* ]] || fail "stderr: $stderr"
+	run --separate-stderr mg_hook_env start vm-mixed.xml PATH="$VC_TMP/bin"
+	assert_equal "$status" 0
+	[[ $stderr == *"not checked"* ]] || fail "stderr: $stderr"
+}
+
+@test "hook: one deadline for the whole hook: a daemon that does not answer is asked once, with stdin closed" {
+	mg_hook_setup yes
+	mh_mount writeback
+	# A vcachefsctl that never answers; it says what it was asked and
+	# what its stdin is.
+	printf '%s\n' '#!/bin/sh' \
+	    'printf "%s stdin=%s\n" "$*" "$(readlink /proc/self/fd/0)" >>"$CALLS"' \
+	    'exec sleep 600' >"$VC_TMP/stuck-ctl"
+	chmod +x "$VC_TMP/stuck-ctl"
+	# A timeout that is no number: no check, so no migration.
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml VCACHEFS_HOOK_TIMEOUT=5m
+	assert_equal "$status" 1
+	[[ $stderr == *"VCACHEFS_HOOK_TIMEOUT=5m is not a number of seconds"* ]] || fail "stderr: $stderr"
+	run --separate-stderr mg_hook_env prepare vm-mixed.xml CALLS="$VC_TMP/ctl.calls" \
+	    VCACHEFSCTL="$VC_TMP/stuck-ctl" VCACHEFS_HOOK_TIMEOUT=2
+	assert_equal "$status" 0
+	# Four disks on the mount, one request: the mount is skipped after it.
+	assert_equal "$(wc -l <"$VC_TMP/ctl.calls")" 1
+	grep -q "drop-cache vms/web01-root.qcow2 stdin=/dev/null$" "$VC_TMP/ctl.calls" ||
+	    fail "calls: $(cat "$VC_TMP/ctl.calls")"
+	[[ $stderr == *"web01-root.qcow2: timed out"* ]] || fail "stderr: $stderr"
+	[ "$(grep -c "did not answer in time" <<<"$stderr")" -eq 3 ] || fail "stderr: $stderr"
+	# A migrate is refused for every writable disk on that mount.
+	: >"$VC_TMP/ctl.calls"
+	run --separate-stderr mg_hook_env migrate vm-mixed.xml CALLS="$VC_TMP/ctl.calls" \
+	    VCACHEFSCTL="$VC_TMP/stuck-ctl" VCACHEFS_HOOK_TIMEOUT=2
+	assert_equal "$status" 1
+	assert_equal "$(wc -l <"$VC_TMP/ctl.calls")" 1
+	# Past the deadline even a path is not resolved: refused too. The
+	# read-only cdrom is not checked (libvirt does not check it either),
+	# only its drop fails.
+	[[ $stderr == *"refusing the migration"*"web01-root.qcow2: timed out"*"web01 data.raw: cannot resolve its path: no time left"* ]] ||
+	    fail "stderr: $stderr"
+	[[ $stderr == *"migrate: $VC_MNT/iso/debian-12.iso: $VC_MNT did not answer in time"* ]] || fail "stderr: $stderr"
 }
 
 # --- cgroups: whose I/O and page cache it is ---
