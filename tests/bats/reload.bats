@@ -372,9 +372,16 @@ rl_stop_durable() {	# MODE HOW
 	truncate -s 32M "$VC_SRC/disk.img"
 	rl_conf disk.img "$1"
 	vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
-	rl_make_dirty "$VC_MNT/disk.img" "$VC_SRC/disk.img"
-	mh_wait_no_backing "$VC_SRC/disk.img"
-	echo "dirty before the stop: $RL_DIRTY"
+	# Dirty right before the stop: the kernel's own writeback (or another
+	# process's sync) may clean the pages while the close is waited for.
+	local try
+	for try in 1 2 3 4 5; do
+		rl_make_dirty "$VC_MNT/disk.img" "$VC_SRC/disk.img"
+		mh_wait_no_backing "$VC_SRC/disk.img"
+		RL_DIRTY=$(rl_dirty "$VC_SRC/disk.img")
+		[ "$RL_DIRTY" -ge $((4 << 20)) ] && break
+	done
+	echo "dirty before the stop: $RL_DIRTY (try $try)"
 	if [ "$2" = sigterm ]; then
 		kill -TERM "$VC_PID"
 		vc_wait_exit "$VC_PID"
