@@ -34,6 +34,7 @@ enum vc_fault_point {
 	VC_FAULT_OOM_ADJ,	/* the start-up write of oom_score_adj */
 	VC_FAULT_TAKEOVER_INIT,	/* --takeover: any error action makes the replayed INIT
 				 * reply differ (max_write), as a changed build would */
+	VC_FAULT_CONTROL_OPEN,	/* binding the control socket at start */
 	VC_FAULT_NPOINTS
 };
 

@@ -369,7 +369,7 @@ takeover_init(struct vc_takeover *tk)
 
 /* Hand over, the reads paused and drained. Returns 1, or -errno with why. */
 static int
-tk_give_paused(struct vc_fs *fs, int cfd, void (*close_listener)(void),
+tk_give_paused(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
     char *why, size_t whylen)
 {
 	struct vc_handover h;
@@ -419,12 +419,16 @@ tk_give_paused(struct vc_fs *fs, int cfd, void (*close_listener)(void),
 		goto out;
 	}
 	/* Committed: from here on the connection is the new daemon's. */
-	close_listener();
+	listener(false);
 	if (send(cfd, "ok\n", 3, MSG_NOSIGNAL) != 3) {
-		/* It never hears "ok", so it never serves: keep serving. */
-		r = tk_why(why, whylen, -errno, "the new daemon left after its "
-		    "ack (%s); serving on without a control socket",
-		    strerror(errno));
+		int err = errno;
+
+		/* It never hears "ok", so it never serves: keep serving, and
+		 * reachable (the workers are still paused: no file is made
+		 * under bind's umask). */
+		listener(true);
+		r = tk_why(why, whylen, -err, "the new daemon left after its "
+		    "ack (%s)", strerror(err));
 		goto out;
 	}
 	atomic_store(&tk_given, true);
@@ -440,7 +444,7 @@ out:
 }
 
 int
-takeover_give(struct vc_fs *fs, int cfd, void (*close_listener)(void),
+takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
     char *why, size_t whylen)
 {
 	int fl, r;
@@ -459,7 +463,7 @@ takeover_give(struct vc_fs *fs, int cfd, void (*close_listener)(void),
 		return tk_why(why, whylen, r, "requests in flight did not "
 		    "finish within %u ms", TAKEOVER_DRAIN_MS);
 	}
-	r = tk_give_paused(fs, cfd, close_listener, why, whylen);
+	r = tk_give_paused(fs, cfd, listener, why, whylen);
 	if (r < 0) {
 		devio_resume();
 		log_warnx("takeover refused: %s; serving on", why);

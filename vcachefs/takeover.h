@@ -32,13 +32,13 @@
 
 /*
  * Serve a "takeover" request on the control connection cfd (the caller's
- * control thread; other requests wait). close_listener is called once the
+ * control thread; other requests wait). listener(false) is called once the
  * new daemon has acked, before "ok", so it can bind the socket. Returns 1
  * when the connection is handed over (the session loop is ending), or
  * -errno with why filled: the caller replies "error why" and the daemon
  * goes on serving.
  */
-int takeover_give(struct vc_fs *fs, int cfd, void (*close_listener)(void),
+int takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
     char *why, size_t whylen);
 /* Whether this daemon gave its connection away (then: no unmount). */
 bool takeover_given(void);
