@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -49,6 +50,12 @@ struct tk_hello {
 };
 
 static atomic_bool tk_given;
+/*
+ * The stop thread holds it while it unmounts or aborts; a takeover marks
+ * itself under it, so neither starts while the other is under way.
+ */
+static pthread_mutex_t tk_stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool tk_busy;		/* paused for a takeover, or handed over */
 
 static int tk_read_state(struct vc_takeover *tk, int memfd, uint64_t size);
 static void tk_init(struct vc_takeover *tk);
@@ -57,6 +64,38 @@ bool
 takeover_given(void)
 {
 	return atomic_load(&tk_given);
+}
+
+bool
+takeover_stop_begin(void)
+{
+	pthread_mutex_lock(&tk_stop_lock);
+	if (tk_busy || atomic_load(&tk_given)) {
+		pthread_mutex_unlock(&tk_stop_lock);
+		return false;
+	}
+	return true;
+}
+
+void
+takeover_stop_end(void)
+{
+	pthread_mutex_unlock(&tk_stop_lock);
+}
+
+/* Mark a takeover under way; false when a stop already ended the session. */
+static bool
+tk_set_busy(struct vc_fs *fs, bool busy)
+{
+	bool ok = true;
+
+	pthread_mutex_lock(&tk_stop_lock);
+	if (busy && fuse_session_exited(fs->se))
+		ok = false;
+	else
+		tk_busy = busy;
+	pthread_mutex_unlock(&tk_stop_lock);
+	return ok;
 }
 
 static int
@@ -456,16 +495,23 @@ takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
 	if (fl == -1 || fcntl(cfd, F_SETFL, fl & ~O_NONBLOCK) == -1)
 		return tk_why(why, whylen, -errno, "control socket: %s",
 		    strerror(errno));
+	if (!tk_set_busy(fs, true)) {
+		(void)fcntl(cfd, F_SETFL, fl);
+		return tk_why(why, whylen, -ESHUTDOWN, "the daemon is stopping");
+	}
 	log_info("takeover: requested; pausing requests");
 	r = devio_pause(TAKEOVER_DRAIN_MS);
 	if (r < 0) {
 		devio_resume();
+		tk_set_busy(fs, false);
+		(void)fcntl(cfd, F_SETFL, fl);
 		return tk_why(why, whylen, r, "requests in flight did not "
 		    "finish within %u ms", TAKEOVER_DRAIN_MS);
 	}
 	r = tk_give_paused(fs, cfd, listener, why, whylen);
 	if (r < 0) {
 		devio_resume();
+		tk_set_busy(fs, false);
 		log_warnx("takeover refused: %s; serving on", why);
 	}
 	(void)fcntl(cfd, F_SETFL, fl);

@@ -42,6 +42,14 @@ int takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
     char *why, size_t whylen);
 /* Whether this daemon gave its connection away (then: no unmount). */
 bool takeover_given(void);
+/*
+ * For the stop thread, around an unmount or abort: true (then call
+ * takeover_stop_end()), or false while a takeover is paused or done,
+ * when the mount must be left alone (it is, or may become, the new
+ * daemon's).
+ */
+bool takeover_stop_begin(void);
+void takeover_stop_end(void);
 
 /* What a handover sends, for takeover_give() and fdstore_give(). */
 struct vc_takeover_pack {

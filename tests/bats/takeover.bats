@@ -292,6 +292,36 @@ tk_mount() {	# CONF LINES...
 	vc_check_log
 }
 
+@test "SIGTERM to the old daemon while it waits for the new one's ack: it does not unmount; the new daemon serves" {
+	truncate -s 4M "$VC_SRC/disk.img"
+	tk_mount writeback
+	local old=$VC_PID
+	# No image open: without the takeover the signal would unmount.
+	(
+		for i in $(seq 1 600); do
+			grep -q 'waiting for the new daemon' "$VC_LOG" && break
+			sleep 0.05
+		done
+		kill -TERM "$old"
+	) &
+	local killer=$!
+	tk_watch_start
+	# The new daemon is slow to answer (its INIT replay waits 3 s).
+	VCACHEFS_FAULT=takeover_init:1:delay=3000 tk_takeover -c "$MH_CONF" \
+		--control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+	VC_PID=$TK_NEW
+	wait "$killer"
+	tk_watch_stop
+	grep -q 'a takeover is under way or done; not unmounting' "$VC_LOG"
+	[ ! -s "$VC_TMP/watch.out" ]
+	vc_is_mounted "$VC_MNT"
+	tk_serves "$TK_NEW"
+	echo data >"$VC_MNT/disk.img"
+	[ "$(cat "$VC_SRC/disk.img")" = data ]
+	vc_umount "$VC_MNT" "$TK_NEW"
+	vc_check_log
+}
+
 @test "refused: no vcachefs mount there, or no daemon at the control socket; the old daemon goes on" {
 	run "$VCACHEFS" -f --takeover "$VC_SRC" "$VC_TMP"
 	[ "$status" -ne 0 ]
