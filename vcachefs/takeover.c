@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -594,6 +595,49 @@ tk_recv(int sock, void *buf, size_t len, int *fds, unsigned maxfds,
 	return r;
 }
 
+/*
+ * Whoever answers at the control socket is trusted with the mount only
+ * if it is root or this daemon's user (anyone else could bind a stale
+ * path), and what it sends must be /dev/fuse and a directory.
+ */
+static int
+tk_check_peer(int sock, const char *path)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("takeover: %s: SO_PEERCRED", path);
+		return -errno;
+	}
+	if (cred.uid != 0 && cred.uid != geteuid()) {
+		log_warnx("takeover: %s is served by pid %d of uid %u, not root "
+		    "or uid %u: not trusted", path, (int)cred.pid,
+		    (unsigned)cred.uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int
+tk_check_fds(int devfd, int rootfd, const char *path)
+{
+	struct stat st;
+
+	if (fstat(devfd, &st) == -1 || !S_ISCHR(st.st_mode) ||
+	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 229) {
+		log_warnx("takeover: %s sent a descriptor that is not /dev/fuse "
+		    "(10:229)", path);
+		return -EPROTO;
+	}
+	if (fstat(rootfd, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		log_warnx("takeover: %s sent a source that is not a directory",
+		    path);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 /* Read the memfd's state into tk->state. */
 static int
 tk_read_state(struct vc_takeover *tk, int memfd, uint64_t size)
@@ -656,6 +700,11 @@ takeover_request(const char *path, struct vc_takeover *tk)
 		takeover_free(tk);
 		return r;
 	}
+	r = tk_check_peer(tk->sock, path);
+	if (r < 0) {
+		takeover_free(tk);
+		return r;
+	}
 	/* Draining may take TAKEOVER_DRAIN_MS: wait longer than that. */
 	(void)setsockopt(tk->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (send(tk->sock, "takeover\n", 9, MSG_NOSIGNAL) != 9) {
@@ -691,7 +740,9 @@ takeover_request(const char *path, struct vc_takeover *tk)
 	tk->devfd = first[0];
 	tk->rootfd = first[1];
 	memfd = first[2];
-	r = tk_read_state(tk, memfd, hello.size);
+	r = tk_check_fds(tk->devfd, tk->rootfd, path);
+	if (r == 0)
+		r = tk_read_state(tk, memfd, hello.size);
 	close(memfd);
 	if (r == 0 && tk->state.nfds != hello.nfds)
 		r = -EPROTO;
