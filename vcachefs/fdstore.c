@@ -113,10 +113,15 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 		snprintf(why, whylen, "no systemd here (NOTIFY_SOCKET is unset)");
 		return -ENOTCONN;
 	}
+	if (!takeover_set_busy(fs, true)) {
+		snprintf(why, whylen, "the daemon is stopping");
+		return -ESHUTDOWN;
+	}
 	log_info("fdstore: requested; pausing requests");
 	r = devio_pause(TAKEOVER_DRAIN_MS);
 	if (r < 0) {
 		devio_resume();
+		takeover_set_busy(fs, false);
 		snprintf(why, whylen, "requests in flight did not finish "
 		    "within %u ms", TAKEOVER_DRAIN_MS);
 		return r;
@@ -124,6 +129,7 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 	r = takeover_pack(fs, &p);
 	if (r < 0) {
 		devio_resume();
+		takeover_set_busy(fs, false);
 		snprintf(why, whylen, "cannot write the state: %s", strerror(-r));
 		return r;
 	}
@@ -144,6 +150,7 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 		    p.nfds + 3);
 		takeover_pack_free(&p);
 		devio_resume();
+		takeover_set_busy(fs, false);
 		log_warnx("fdstore refused: %s; serving on", why);
 		return r;
 	}

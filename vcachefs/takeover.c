@@ -84,9 +84,8 @@ takeover_stop_end(void)
 	pthread_mutex_unlock(&tk_stop_lock);
 }
 
-/* Mark a takeover under way; false when a stop already ended the session. */
-static bool
-tk_set_busy(struct vc_fs *fs, bool busy)
+bool
+takeover_set_busy(struct vc_fs *fs, bool busy)
 {
 	bool ok = true;
 
@@ -496,7 +495,7 @@ takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
 	if (fl == -1 || fcntl(cfd, F_SETFL, fl & ~O_NONBLOCK) == -1)
 		return tk_why(why, whylen, -errno, "control socket: %s",
 		    strerror(errno));
-	if (!tk_set_busy(fs, true)) {
+	if (!takeover_set_busy(fs, true)) {
 		(void)fcntl(cfd, F_SETFL, fl);
 		return tk_why(why, whylen, -ESHUTDOWN, "the daemon is stopping");
 	}
@@ -504,7 +503,7 @@ takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
 	r = devio_pause(TAKEOVER_DRAIN_MS);
 	if (r < 0) {
 		devio_resume();
-		tk_set_busy(fs, false);
+		takeover_set_busy(fs, false);
 		(void)fcntl(cfd, F_SETFL, fl);
 		return tk_why(why, whylen, r, "requests in flight did not "
 		    "finish within %u ms", TAKEOVER_DRAIN_MS);
@@ -512,7 +511,7 @@ takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
 	r = tk_give_paused(fs, cfd, listener, why, whylen);
 	if (r < 0) {
 		devio_resume();
-		tk_set_busy(fs, false);
+		takeover_set_busy(fs, false);
 		log_warnx("takeover refused: %s; serving on", why);
 	}
 	(void)fcntl(cfd, F_SETFL, fl);

@@ -50,6 +50,9 @@ bool takeover_given(void);
  */
 bool takeover_stop_begin(void);
 void takeover_stop_end(void);
+/* A handover (takeover_give(), fdstore_give()) is under way, or no
+ * longer: false when a stop already ended the session. */
+bool takeover_set_busy(struct vc_fs *fs, bool busy);
 
 /* What a handover sends, for takeover_give() and fdstore_give(). */
 struct vc_takeover_pack {
