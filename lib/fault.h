@@ -9,7 +9,7 @@
  *   WHICH  is N (only the Nth call, counting from 1), N+ (the Nth and all
  *          later ones) or * (every call);
  *   ACTION is an errno name (EIO, ENOSPC, EDQUOT, EINTR, EAGAIN, EBUSY,
- *          EINVAL, ENOMEM, EACCES, EPERM), or delay=MS (wait MS milliseconds, then go on
+ *          EINVAL, ENOMEM, EACCES, EPERM, EADDRINUSE), or delay=MS (wait MS milliseconds, then go on
  *          without an error).
  * Example: VCACHEFS_FAULT=fsync:2:EIO,fsync:*:delay=100
  */
