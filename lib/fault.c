@@ -38,13 +38,14 @@ static const char *const fault_names[VC_FAULT_NPOINTS] = {
 	[VC_FAULT_SERVE] = "serve",
 	[VC_FAULT_OOM_ADJ] = "oom_score_adj",
 	[VC_FAULT_TAKEOVER_INIT] = "takeover_init",
+	[VC_FAULT_CONTROL_OPEN] = "control_open",
 };
 
 static const struct { const char *name; int err; } fault_errnos[] = {
 	{ "EIO", EIO }, { "ENOSPC", ENOSPC }, { "EDQUOT", EDQUOT },
 	{ "EINTR", EINTR }, { "EAGAIN", EAGAIN }, { "EBUSY", EBUSY },
 	{ "EINVAL", EINVAL }, { "ENOMEM", ENOMEM }, { "EACCES", EACCES },
-	{ "EPERM", EPERM },
+	{ "EPERM", EPERM }, { "EADDRINUSE", EADDRINUSE },
 };
 
 /* Set once at start, before any thread runs; read-only afterwards. */

@@ -9,7 +9,7 @@
  *   WHICH  is N (only the Nth call, counting from 1), N+ (the Nth and all
  *          later ones) or * (every call);
  *   ACTION is an errno name (EIO, ENOSPC, EDQUOT, EINTR, EAGAIN, EBUSY,
- *          EINVAL, ENOMEM, EACCES, EPERM), or delay=MS (wait MS milliseconds, then go on
+ *          EINVAL, ENOMEM, EACCES, EPERM, EADDRINUSE), or delay=MS (wait MS milliseconds, then go on
  *          without an error).
  * Example: VCACHEFS_FAULT=fsync:2:EIO,fsync:*:delay=100
  */
@@ -34,6 +34,7 @@ enum vc_fault_point {
 	VC_FAULT_OOM_ADJ,	/* the start-up write of oom_score_adj */
 	VC_FAULT_TAKEOVER_INIT,	/* --takeover: any error action makes the replayed INIT
 				 * reply differ (max_write), as a changed build would */
+	VC_FAULT_CONTROL_OPEN,	/* binding the control socket at start */
 	VC_FAULT_NPOINTS
 };
 

@@ -393,6 +393,10 @@ ho_decode(const unsigned char *buf, size_t len, struct vc_handover *h,
 				    (unsigned long long)w.nodeid, n == NULL ?
 				    "no such inode" : n->type != S_IFREG ?
 				    "not a regular file" : "not open");
+			if (w.opens > HO_OPENS_MAX)
+				return ho_bad(why, whylen, "image %llu: %u opens, "
+				    "more than %u", (unsigned long long)w.nodeid,
+				    w.opens, HO_OPENS_MAX);
 			r = ho_add_image(h, &(struct vc_ho_image){ w.nodeid,
 			    w.opens, w.writable != 0 });
 			break;

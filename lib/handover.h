@@ -13,8 +13,9 @@
  * The format is for two processes of one host: native byte order, a
  * version that must match exactly. The parser trusts nothing: a record
  * that does not fit, a count that does not add up, a handle longer than
- * MAX_HANDLE_SZ, a node ID out of range or an image or directory that
- * names no inode is refused with -EINVAL (-E2BIG past the limits).
+ * MAX_HANDLE_SZ, a node ID out of range, an image opened more than
+ * HO_OPENS_MAX times or an image or directory that names no inode is
+ * refused with -EINVAL (-E2BIG past the limits).
  */
 #ifndef VC_HANDOVER_H
 #define VC_HANDOVER_H
@@ -27,6 +28,7 @@
 #define HO_MAX_BYTES	(256u << 20)	/* the whole state */
 #define HO_INIT_MAX	512		/* INIT request or reply bytes */
 #define HO_HANDLE_MAX	128		/* MAX_HANDLE_SZ */
+#define HO_OPENS_MAX	(1u << 20)	/* opens of one image: each is reopened */
 
 struct vc_ho_inode {
 	uint64_t nodeid, dev, ino;

@@ -2,6 +2,7 @@
  * slots.c - numbered slots for FUSE node IDs and handles (see slots.h).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,23 @@ slots_push_free_locked(struct vc_slots *s, uint64_t n)
 	return 0;
 }
 
+/* The lowest empty number of [scan, sealed) into *n; false when none is
+ * left. Each number is looked at once over all calls. Lock held. */
+static bool
+slots_scan_locked(struct vc_slots *s, uint64_t *n)
+{
+	while (s->scan < s->sealed) {
+		void **chunk = s->chunks[s->scan >> VC_SLOTS_CHUNK_SHIFT];
+
+		if (chunk == NULL || chunk[s->scan & (VC_SLOTS_CHUNK - 1)] == NULL) {
+			*n = s->scan;
+			return true;
+		}
+		s->scan++;
+	}
+	return false;
+}
+
 uint64_t
 slots_alloc(struct vc_slots *s, void *p)
 {
@@ -69,6 +87,8 @@ slots_alloc(struct vc_slots *s, void *p)
 	pthread_mutex_lock(&s->lock);
 	if (s->nfree > 0) {
 		n = s->free[--s->nfree];
+	} else if (slots_scan_locked(s, &n)) {
+		/* n is the lowest empty number of the sealed range */
 	} else if (s->next < VC_SLOTS_MAX) {
 		n = s->next;
 	} else {
@@ -77,11 +97,15 @@ slots_alloc(struct vc_slots *s, void *p)
 	}
 	cell = slots_cell_locked(s, n);
 	if (cell == NULL) {
-		if (n != s->next)
+		if (n >= s->scan && n < s->sealed)
+			;	/* the scan finds it again */
+		else if (n != s->next)
 			s->nfree++;	/* it is still on the list */
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
+	if (n >= s->scan && n < s->sealed)
+		s->scan = n + 1;
 	if (n == s->next)
 		s->next++;
 	__atomic_store_n(cell, p, __ATOMIC_RELEASE);
@@ -117,18 +141,11 @@ slots_install(struct vc_slots *s, uint64_t n, void *p)
 int
 slots_seal(struct vc_slots *s)
 {
-	int r = 0;
-
 	pthread_mutex_lock(&s->lock);
-	/* Highest first on the list: low numbers are given out first. */
-	for (uint64_t n = s->next; r == 0 && n-- > VC_SLOTS_FIRST;) {
-		void **chunk = s->chunks[n >> VC_SLOTS_CHUNK_SHIFT];
-
-		if (chunk == NULL || chunk[n & (VC_SLOTS_CHUNK - 1)] == NULL)
-			r = slots_push_free_locked(s, n);
-	}
+	s->scan = VC_SLOTS_FIRST;
+	s->sealed = s->next;
 	pthread_mutex_unlock(&s->lock);
-	return r;
+	return 0;
 }
 
 void
@@ -144,8 +161,10 @@ slots_free(struct vc_slots *s, uint64_t n)
 		__atomic_store_n(&chunk[n & (VC_SLOTS_CHUNK - 1)], NULL,
 		    __ATOMIC_RELEASE);
 		s->used--;
-		/* Without room on the list the number is only lost, never reused twice. */
-		(void)slots_push_free_locked(s, n);
+		/* Without room on the list the number is only lost, never
+		 * reused twice; one the scan has still to reach it finds. */
+		if (n < s->scan || n >= s->sealed)
+			(void)slots_push_free_locked(s, n);
 	}
 	pthread_mutex_unlock(&s->lock);
 }

@@ -29,6 +29,12 @@ struct vc_slots {
 	uint64_t *free;			/* freed numbers; lock */
 	size_t nfree, capfree;		/* lock */
 	uint64_t used;			/* slots holding a pointer; lock */
+	/*
+	 * After slots_seal(): the empty numbers of [scan, sealed) are free
+	 * too, found by a scan when the list is empty, so that a high
+	 * handed-over number costs no list of every number below it; lock.
+	 */
+	uint64_t scan, sealed;
 };
 
 void slots_init(struct vc_slots *s);
@@ -41,7 +47,7 @@ uint64_t slots_alloc(struct vc_slots *s, void *p);
  * slots_seal(). Returns 0, -EINVAL (out of range), -EEXIST or -ENOMEM. */
 int slots_install(struct vc_slots *s, uint64_t n, void *p);
 /* After the installs: every number below the highest one installed that
- * holds nothing goes on the free list. Returns 0 or -ENOMEM. */
+ * holds nothing is free (given out lowest first, found lazily). Returns 0. */
 int slots_seal(struct vc_slots *s);
 
 /* Empty slot n; its number may be given out again. */

@@ -26,6 +26,7 @@
 #include "control.h"
 #include "ctlproto.h"
 #include "io.h"
+#include "fault.h"
 #include "log.h"
 #include "migration.h"
 #include "oflags.h"
@@ -156,7 +157,9 @@ control_open(struct vc_fs *fs, const char *path)
 		}
 		path = def;
 	}
-	fd = ctl_bind(path);
+	fd = fault_hit(VC_FAULT_CONTROL_OPEN);
+	if (fd == 0)
+		fd = ctl_bind(path);
 	if (fd == -EADDRINUSE || fd == -EEXIST) {
 		log_warnx("control: %s %s; use --control PATH", path,
 		    fd == -EEXIST ? "exists and is not a socket" :
@@ -847,6 +850,31 @@ ctl_close_listener(void)
 	ctl.fs->control_path = NULL;
 }
 
+/*
+ * For takeover_give(): close before "ok"; reopen when "ok" could not be
+ * sent and this daemon serves on (the path is free: nobody binds it
+ * before hearing "ok").
+ */
+static void
+ctl_listener(bool reopen)
+{
+	int fd;
+
+	if (!reopen) {
+		ctl_close_listener();
+		return;
+	}
+	fd = ctl_bind(ctl.path);
+	if (fd < 0) {
+		log_warnc(fd, "takeover: cannot reopen the control socket %s; "
+		    "serving on without it", ctl.path);
+		return;
+	}
+	ctl.lfd = fd;
+	ctl.fs->control_path = ctl.path;
+	log_info("takeover: control socket %s open again", ctl.path);
+}
+
 /* vcachefs --takeover: the whole exchange happens in takeover_give(). */
 static void
 ctl_takeover(struct ctl_client *c)
@@ -860,7 +888,7 @@ ctl_takeover(struct ctl_client *c)
 		ctl_refuse(c, "takeover: nothing may follow the request");
 		return;
 	}
-	r = takeover_give(ctl.fs, c->fd, ctl_close_listener, why, sizeof(why));
+	r = takeover_give(ctl.fs, c->fd, ctl_listener, why, sizeof(why));
 	if (r == 1) {
 		ctl.handed_over = true;
 		c->closing = true;	/* "ok" is sent */

@@ -285,8 +285,17 @@ devio_attach(struct fuse_session *se, int fd)
 	fl = fcntl(fd, F_GETFL);
 	if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
 		return -errno;
-	if (fuse_session_custom_io(se, &io, fd) != 0)
-		return -EIO;
+	r = fuse_session_custom_io(se, &io, fd);
+	if (r != 0) {
+		/*
+		 * libfuse's own read(2) takes EAGAIN for a dead connection:
+		 * put the flags back (a no-op on a handed-over descriptor,
+		 * where the old daemon's devio set it and still relies on it).
+		 */
+		if (fcntl(fd, F_SETFL, fl) == -1)
+			log_warn("/dev/fuse: cannot clear O_NONBLOCK");
+		return r < 0 ? r : -EIO;
+	}
 	D.fd = fd;
 	D.attached = true;
 	return 0;

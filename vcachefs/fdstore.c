@@ -142,10 +142,15 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 		    "FileDescriptorStoreMax= in the unit)");
 		return -ENOSPC;
 	}
+	if (!takeover_set_busy(fs, true)) {
+		snprintf(why, whylen, "the daemon is stopping");
+		return -ESHUTDOWN;
+	}
 	log_info("fdstore: requested; pausing requests");
 	r = devio_pause(TAKEOVER_DRAIN_MS);
 	if (r < 0) {
 		devio_resume();
+		takeover_set_busy(fs, false);
 		snprintf(why, whylen, "requests in flight did not finish "
 		    "within %u ms", TAKEOVER_DRAIN_MS);
 		return r;
@@ -153,6 +158,7 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 	r = takeover_pack(fs, &p);
 	if (r < 0) {
 		devio_resume();
+		takeover_set_busy(fs, false);
 		snprintf(why, whylen, "cannot write the state: %s", strerror(-r));
 		return r;
 	}
@@ -161,6 +167,7 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 		    "needs %u", fs_store_max(), p.nfds + 3);
 		takeover_pack_free(&p);
 		devio_resume();
+		takeover_set_busy(fs, false);
 		return -ENOSPC;
 	}
 	/* The connection last: a store without it is never taken over. */
@@ -180,6 +187,7 @@ fdstore_give(struct vc_fs *fs, char *why, size_t whylen)
 		    p.nfds + 3);
 		takeover_pack_free(&p);
 		devio_resume();
+		takeover_set_busy(fs, false);
 		log_warnx("fdstore refused: %s; serving on", why);
 		return r;
 	}

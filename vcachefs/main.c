@@ -618,6 +618,98 @@ vc_make_durable(struct vc_fs *fs)
 		    "them all)", n, (unsigned long long)bytes);
 }
 
+/* The parent of a detached taking-over daemon waits on this for its outcome. */
+static int vc_outcome_fd = -1;
+
+/*
+ * --takeover as a daemon: detach before the connection is installed, so
+ * that no set-up that can fail is left for after the old daemon has
+ * left; the parent exits only with the outcome (vc_detach_done), 1 when
+ * the child ends without one.
+ */
+static int
+vc_detach_pending(void)
+{
+	int p[2], fd, r;
+	char c = 1;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) == -1)
+		return -errno;
+	pid = fork();
+	if (pid == -1) {
+		r = -errno;
+		close(p[0]);
+		close(p[1]);
+		return r;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		while (read(p[0], &c, 1) == -1 && errno == EINTR)
+			;
+		_exit(c == 0 ? 0 : 1);
+	}
+	close(p[0]);
+	if (setsid() == -1)
+		log_warn("setsid");
+	if (chdir("/") == -1)
+		log_warn("chdir /");
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd != -1) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+	vc_outcome_fd = p[1];
+	log_detached();
+	return 0;
+}
+
+static void
+vc_detach_done(bool ok)
+{
+	char c = ok ? 0 : 1;
+
+	if (vc_outcome_fd < 0)
+		return;
+	(void)!write(vc_outcome_fd, &c, 1);
+	close(vc_outcome_fd);
+	vc_outcome_fd = -1;
+}
+
+/* The ring for aio=native/io_uring; in the daemon process (it has a thread). */
+static void
+vc_engine_start(struct vc_fs *fs)
+{
+	int r = uring_init(&fs->uring);
+
+	if (r == 0) {
+		fs->uring_ok = true;
+		fs->registry.uring = &fs->uring;
+	} else {
+		log_warnc(r, "io_uring unavailable; images with aio=native or "
+		    "aio=io_uring use aio=threads");
+	}
+}
+
+static void
+vc_engine_stop(struct vc_fs *fs)
+{
+	if (fs->uring_ok) {
+		/* Requests still in the ring finish (their replies may fail). */
+		uring_exit(&fs->uring);
+		fs->uring_ok = false;
+		fs->registry.uring = NULL;
+	}
+}
+
+/*
+ * A taken-over daemon (o->takeover) owns the only /dev/fuse descriptor
+ * once the old one left: returning would close it and every guest would
+ * lose its disk. So its set-up failures here are logged and it serves on
+ * without what failed (daemonizing and the engine ran before the ack).
+ */
 static int
 vc_serve(struct vc_fs *fs, const struct vc_opts *o,
     const struct vc_fuse_uring_plan *plan)
@@ -630,7 +722,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 
 	if (mounts_find(fs->mountpoint, &ent) > 0)
 		conn = ent.minor;
-	if (!o->foreground) {
+	if (!o->foreground && !o->takeover) {
 		if (fuse_daemonize(0) == -1) {
 			log_warnx("cannot detach from the terminal");
 			return -1;
@@ -638,14 +730,8 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 		log_detached();
 	}
 	/* After fork: the ring and its thread belong to the daemon process. */
-	r = uring_init(&fs->uring);
-	if (r == 0) {
-		fs->uring_ok = true;
-		fs->registry.uring = &fs->uring;
-	} else {
-		log_warnc(r, "io_uring unavailable; images with aio=native or "
-		    "aio=io_uring use aio=threads");
-	}
+	if (!o->takeover)
+		vc_engine_start(fs);
 	if (fs->fuse_uring) {
 		/* The queue threads never wait for the disk: the pool does. */
 		/*
@@ -669,13 +755,20 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 		}
 	}
 	r = stop_start(fs, conn);
-	if (r < 0) {
+	if (r < 0 && o->takeover) {
+		log_warnc(r, "signal thread: serving on without one (SIGTERM and "
+		    "SIGHUP wait until the next takeover)");
+	} else if (r < 0) {
 		log_warnc(r, "signal thread");
 		vc_ring_abort(fs);
 		return -1;
 	}
 	r = control_start();
-	if (r < 0) {
+	if (r < 0 && o->takeover) {
+		log_warnc(r, "control thread: serving on without the control "
+		    "socket");
+		control_stop();
+	} else if (r < 0) {
 		log_warnc(r, "control thread");
 		stop_finish();
 		vc_ring_abort(fs);
@@ -691,15 +784,20 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 		    fs->fuse_uring_why);
 	vc_log_memory(o, fs->fuse_uring ? plan : NULL);
 	lc = fuse_loop_cfg_create();
-	if (lc == NULL) {
+	if (lc == NULL && o->takeover) {
+		log_warnx("out of memory for the worker settings: serving with "
+		    "one worker");
+	} else if (lc == NULL) {
 		control_stop();
 		stop_finish();
 		vc_ring_abort(fs);
 		return -1;
 	}
-	fuse_loop_cfg_set_max_threads(lc, o->threads);
-	fuse_loop_cfg_set_idle_threads(lc, o->threads);
-	fuse_loop_cfg_set_clone_fd(lc, 0);
+	if (lc != NULL) {
+		fuse_loop_cfg_set_max_threads(lc, o->threads);
+		fuse_loop_cfg_set_idle_threads(lc, o->threads);
+		fuse_loop_cfg_set_clone_fd(lc, 0);
+	}
 	snprintf(status, sizeof(status), "serving %s at %s", fs->source,
 	    fs->mountpoint);
 	r = notify_ready_start(fs->mountpoint, conn, status);
@@ -707,9 +805,11 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 		log_warnc(r, "readiness thread: no READY=1 for the service "
 		    "manager");
 	fault_hit(VC_FAULT_SERVE);	/* a slow start, for the readiness test */
-	r = fuse_session_loop_mt(fs->se, lc);
+	r = lc != NULL ? fuse_session_loop_mt(fs->se, lc) :
+	    fuse_session_loop(fs->se);
 	notify_stopping("stopping: making written data durable");
-	fuse_loop_cfg_destroy(lc);
+	if (lc != NULL)
+		fuse_loop_cfg_destroy(lc);
 	control_stop();
 	stop_finish();
 	/* Before the engine: ring requests may wait for its completions. */
@@ -717,12 +817,7 @@ vc_serve(struct vc_fs *fs, const struct vc_opts *o,
 		fuse_uring_stop();
 		workpool_stop();
 	}
-	if (fs->uring_ok) {
-		/* Requests still in the ring finish (their replies may fail). */
-		uring_exit(&fs->uring);
-		fs->uring_ok = false;
-		fs->registry.uring = NULL;
-	}
+	vc_engine_stop(fs);
 	if (fs->fuse_uring)
 		fuse_uring_free();	/* no reply can come any more */
 	/* In-flight requests are done: make what was written durable. */
@@ -877,7 +972,19 @@ have_root:
 		goto out_fs;
 	}
 	if (o.takeover) {
-		r = takeover_install(&fs, &tk, why, sizeof(why));
+		/*
+		 * What can fail is done while the old daemon still holds the
+		 * connection: detaching, and the engine before the images
+		 * are reopened (else they fall back to aio=threads).
+		 */
+		r = o.foreground ? 0 : vc_detach_pending();
+		if (r < 0) {
+			snprintf(why, sizeof(why), "cannot detach: %s",
+			    strerror(-r));
+		} else {
+			vc_engine_start(&fs);
+			r = takeover_install(&fs, &tk, why, sizeof(why));
+		}
 		if (r < 0) {
 			log_warnx("takeover: %s; the old daemon goes on serving", why);
 			takeover_refuse(&tk, why);
@@ -887,6 +994,7 @@ have_root:
 			goto out_session;
 		takeover_free(&tk);
 		log_info("takeover: %s taken over", mnt);
+		vc_detach_done(true);
 	} else if (fuse_session_mount(fs.se, mnt) != 0) {
 		log_warnx("cannot mount %s (see the fuse: message above)", mnt);
 		goto out_session;
@@ -906,8 +1014,15 @@ have_root:
 		log_warnc(r, "/dev/fuse I/O for takeovers (vcachefs --takeover "
 		    "will be refused)");
 	fs.config_path = fs.cfg->path;
-	if (control_open(&fs, o.control) < 0)
+	r = control_open(&fs, o.control);
+	if (r < 0 && o.takeover) {
+		/* The connection is ours alone now: never give it up. */
+		log_warnc(r, "takeover: no control socket; serving %s on "
+		    "without one (vcachefsctl and the next takeover cannot "
+		    "reach this daemon)", mnt);
+	} else if (r < 0) {
 		goto out_unmount;
+	}
 	vc_protect_self();
 	vc_drop_sys_resource();
 	if (vc_serve(&fs, &o, &plan) == 0)
@@ -917,6 +1032,7 @@ out_unmount:
 	if (!takeover_given())	/* else the mount is the new daemon's */
 		fuse_session_unmount(fs.se);
 out_session:
+	vc_engine_stop(&fs);	/* a takeover that failed started it early */
 	fuse_session_destroy(fs.se);
 out_fs:
 	fuse_opt_free_args(&args);

@@ -11,6 +11,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fuse.h>
@@ -832,6 +833,7 @@ static int
 vc_dir_open(fuse_req_t req, struct vc_inode *inode, struct vc_dir *d)
 {
 	int fd = vc_pin(req, inode), saverr;
+	DIR *dp;
 
 	if (fd < 0)
 		return fd;
@@ -840,27 +842,37 @@ vc_dir_open(fuse_req_t req, struct vc_inode *inode, struct vc_dir *d)
 	vc_unpin(req, inode);
 	if (fd == -1)
 		return -saverr;
-	d->dp = fdopendir(fd);
-	if (d->dp == NULL) {
+	dp = fdopendir(fd);
+	if (dp == NULL) {
 		saverr = errno;
 		close(fd);
 		return -saverr;
 	}
+	__atomic_store_n(&d->dp, dp, __ATOMIC_RELEASE);
 	return 0;
 }
 
-/* A handed-over handle's stream, at the offset the kernel left it. */
+/*
+ * A handed-over handle's stream, at the offset the kernel left it. The
+ * kernel serializes readdirs of one handle but not fsyncdir with them:
+ * the first use opens it under a lock (rare: handed-over handles only).
+ */
 static int
 vc_dir_ready(fuse_req_t req, fuse_ino_t ino, struct vc_dir *d)
 {
-	int err;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	int err = 0;
 
-	if (d->dp != NULL)
+	if (__atomic_load_n(&d->dp, __ATOMIC_ACQUIRE) != NULL)
 		return 0;
-	err = vc_dir_open(req, vc_inode(req, ino), d);
-	if (err == 0 && d->offset != 0)
-		seekdir(d->dp, d->offset);
-	d->entry = NULL;
+	pthread_mutex_lock(&lock);
+	if (d->dp == NULL) {
+		err = vc_dir_open(req, vc_inode(req, ino), d);
+		if (err == 0 && d->offset != 0)
+			seekdir(d->dp, d->offset);
+		d->entry = NULL;
+	}
+	pthread_mutex_unlock(&lock);
 	return err;
 }
 

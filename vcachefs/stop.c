@@ -17,6 +17,7 @@
 #include "mounts.h"
 #include "reload.h"
 #include "stop.h"
+#include "takeover.h"
 
 #define FUSECTL_DIR "/sys/fs/fuse/connections"
 
@@ -180,6 +181,20 @@ stop_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The mount is being, or was, handed to a new daemon: leave it be. */
+static void
+stop_defer(const char *what)
+{
+	static bool said;
+
+	if (said)
+		return;
+	said = true;
+	log_warnx("%s: a takeover is under way or done; not unmounting %s "
+	    "(its connection is, or may become, the new daemon's; stop that "
+	    "one instead)", what, stop_fs->mountpoint);
+}
+
 /* One stop request, so the holders found in /proc. Returns true when the
  * session is ending. */
 static bool
@@ -246,18 +261,26 @@ static bool
 stop_retry(void)
 {
 	struct vc_fs *fs = stop_fs;
+	int err;
 
 	if (registry_foreach_open(&fs->registry, stop_count_open, NULL) > 0)
 		return false;
+	if (!takeover_stop_begin()) {
+		stop_defer("stop pending");
+		return false;
+	}
 	if (umount2(fs->mountpoint, 0) == 0 || errno == EINVAL) {
 		log_info("stop pending: no image open any more, unmounted %s",
 		    fs->mountpoint);
 		fuse_session_exit(fs->se);
+		takeover_stop_end();
 		return true;
 	}
+	err = errno;
+	takeover_stop_end();
 	if (!stop_retry_warned)
-		log_warn("stop pending: unmount %s (trying again every second)",
-		    fs->mountpoint);
+		log_warnc(err, "stop pending: unmount %s (trying again every "
+		    "second)", fs->mountpoint);
 	stop_retry_warned = true;
 	return false;
 }
@@ -273,7 +296,13 @@ stop_request(int sig, double *refused_at)
 	r = mounts_holders(stop_fs->mountpoint, stop_add_holder, &so);
 	if (r < 0)
 		log_warnc(r, "cannot name the processes holding images: /proc");
-	ending = stop_decide(sig, refused_at, &so);
+	if (takeover_stop_begin()) {
+		ending = stop_decide(sig, refused_at, &so);
+		takeover_stop_end();
+	} else {
+		stop_defer(strsignal(sig));
+		ending = false;
+	}
 	stop_open_free(&so);
 	return ending;
 }

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +51,12 @@ struct tk_hello {
 };
 
 static atomic_bool tk_given;
+/*
+ * The stop thread holds it while it unmounts or aborts; a takeover marks
+ * itself under it, so neither starts while the other is under way.
+ */
+static pthread_mutex_t tk_stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool tk_busy;		/* paused for a takeover, or handed over */
 
 static int tk_read_state(struct vc_takeover *tk, int memfd, uint64_t size);
 static void tk_init(struct vc_takeover *tk);
@@ -57,6 +65,37 @@ bool
 takeover_given(void)
 {
 	return atomic_load(&tk_given);
+}
+
+bool
+takeover_stop_begin(void)
+{
+	pthread_mutex_lock(&tk_stop_lock);
+	if (tk_busy || atomic_load(&tk_given)) {
+		pthread_mutex_unlock(&tk_stop_lock);
+		return false;
+	}
+	return true;
+}
+
+void
+takeover_stop_end(void)
+{
+	pthread_mutex_unlock(&tk_stop_lock);
+}
+
+bool
+takeover_set_busy(struct vc_fs *fs, bool busy)
+{
+	bool ok = true;
+
+	pthread_mutex_lock(&tk_stop_lock);
+	if (busy && fuse_session_exited(fs->se))
+		ok = false;
+	else
+		tk_busy = busy;
+	pthread_mutex_unlock(&tk_stop_lock);
+	return ok;
 }
 
 static int
@@ -369,7 +408,7 @@ takeover_init(struct vc_takeover *tk)
 
 /* Hand over, the reads paused and drained. Returns 1, or -errno with why. */
 static int
-tk_give_paused(struct vc_fs *fs, int cfd, void (*close_listener)(void),
+tk_give_paused(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
     char *why, size_t whylen)
 {
 	struct vc_handover h;
@@ -419,12 +458,16 @@ tk_give_paused(struct vc_fs *fs, int cfd, void (*close_listener)(void),
 		goto out;
 	}
 	/* Committed: from here on the connection is the new daemon's. */
-	close_listener();
+	listener(false);
 	if (send(cfd, "ok\n", 3, MSG_NOSIGNAL) != 3) {
-		/* It never hears "ok", so it never serves: keep serving. */
-		r = tk_why(why, whylen, -errno, "the new daemon left after its "
-		    "ack (%s); serving on without a control socket",
-		    strerror(errno));
+		int err = errno;
+
+		/* It never hears "ok", so it never serves: keep serving, and
+		 * reachable (the workers are still paused: no file is made
+		 * under bind's umask). */
+		listener(true);
+		r = tk_why(why, whylen, -err, "the new daemon left after its "
+		    "ack (%s)", strerror(err));
 		goto out;
 	}
 	atomic_store(&tk_given, true);
@@ -440,7 +483,7 @@ out:
 }
 
 int
-takeover_give(struct vc_fs *fs, int cfd, void (*close_listener)(void),
+takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
     char *why, size_t whylen)
 {
 	int fl, r;
@@ -452,16 +495,23 @@ takeover_give(struct vc_fs *fs, int cfd, void (*close_listener)(void),
 	if (fl == -1 || fcntl(cfd, F_SETFL, fl & ~O_NONBLOCK) == -1)
 		return tk_why(why, whylen, -errno, "control socket: %s",
 		    strerror(errno));
+	if (!takeover_set_busy(fs, true)) {
+		(void)fcntl(cfd, F_SETFL, fl);
+		return tk_why(why, whylen, -ESHUTDOWN, "the daemon is stopping");
+	}
 	log_info("takeover: requested; pausing requests");
 	r = devio_pause(TAKEOVER_DRAIN_MS);
 	if (r < 0) {
 		devio_resume();
+		takeover_set_busy(fs, false);
+		(void)fcntl(cfd, F_SETFL, fl);
 		return tk_why(why, whylen, r, "requests in flight did not "
 		    "finish within %u ms", TAKEOVER_DRAIN_MS);
 	}
-	r = tk_give_paused(fs, cfd, close_listener, why, whylen);
+	r = tk_give_paused(fs, cfd, listener, why, whylen);
 	if (r < 0) {
 		devio_resume();
+		takeover_set_busy(fs, false);
 		log_warnx("takeover refused: %s; serving on", why);
 	}
 	(void)fcntl(cfd, F_SETFL, fl);
@@ -544,6 +594,49 @@ tk_recv(int sock, void *buf, size_t len, int *fds, unsigned maxfds,
 	return r;
 }
 
+/*
+ * Whoever answers at the control socket is trusted with the mount only
+ * if it is root or this daemon's user (anyone else could bind a stale
+ * path), and what it sends must be /dev/fuse and a directory.
+ */
+static int
+tk_check_peer(int sock, const char *path)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("takeover: %s: SO_PEERCRED", path);
+		return -errno;
+	}
+	if (cred.uid != 0 && cred.uid != geteuid()) {
+		log_warnx("takeover: %s is served by pid %d of uid %u, not root "
+		    "or uid %u: not trusted", path, (int)cred.pid,
+		    (unsigned)cred.uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int
+tk_check_fds(int devfd, int rootfd, const char *path)
+{
+	struct stat st;
+
+	if (fstat(devfd, &st) == -1 || !S_ISCHR(st.st_mode) ||
+	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 229) {
+		log_warnx("takeover: %s sent a descriptor that is not /dev/fuse "
+		    "(10:229)", path);
+		return -EPROTO;
+	}
+	if (fstat(rootfd, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		log_warnx("takeover: %s sent a source that is not a directory",
+		    path);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 /* Read the memfd's state into tk->state. */
 static int
 tk_read_state(struct vc_takeover *tk, int memfd, uint64_t size)
@@ -606,6 +699,11 @@ takeover_request(const char *path, struct vc_takeover *tk)
 		takeover_free(tk);
 		return r;
 	}
+	r = tk_check_peer(tk->sock, path);
+	if (r < 0) {
+		takeover_free(tk);
+		return r;
+	}
 	/* Draining may take TAKEOVER_DRAIN_MS: wait longer than that. */
 	(void)setsockopt(tk->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (send(tk->sock, "takeover\n", 9, MSG_NOSIGNAL) != 9) {
@@ -641,7 +739,9 @@ takeover_request(const char *path, struct vc_takeover *tk)
 	tk->devfd = first[0];
 	tk->rootfd = first[1];
 	memfd = first[2];
-	r = tk_read_state(tk, memfd, hello.size);
+	r = tk_check_fds(tk->devfd, tk->rootfd, path);
+	if (r == 0)
+		r = tk_read_state(tk, memfd, hello.size);
 	close(memfd);
 	if (r == 0 && tk->state.nfds != hello.nfds)
 		r = -EPROTO;

@@ -32,16 +32,27 @@
 
 /*
  * Serve a "takeover" request on the control connection cfd (the caller's
- * control thread; other requests wait). close_listener is called once the
+ * control thread; other requests wait). listener(false) is called once the
  * new daemon has acked, before "ok", so it can bind the socket. Returns 1
  * when the connection is handed over (the session loop is ending), or
  * -errno with why filled: the caller replies "error why" and the daemon
  * goes on serving.
  */
-int takeover_give(struct vc_fs *fs, int cfd, void (*close_listener)(void),
+int takeover_give(struct vc_fs *fs, int cfd, void (*listener)(bool reopen),
     char *why, size_t whylen);
 /* Whether this daemon gave its connection away (then: no unmount). */
 bool takeover_given(void);
+/*
+ * For the stop thread, around an unmount or abort: true (then call
+ * takeover_stop_end()), or false while a takeover is paused or done,
+ * when the mount must be left alone (it is, or may become, the new
+ * daemon's).
+ */
+bool takeover_stop_begin(void);
+void takeover_stop_end(void);
+/* A handover (takeover_give(), fdstore_give()) is under way, or no
+ * longer: false when a stop already ended the session. */
+bool takeover_set_busy(struct vc_fs *fs, bool busy);
 
 /* What a handover sends, for takeover_give() and fdstore_give(). */
 struct vc_takeover_pack {

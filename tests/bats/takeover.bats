@@ -247,6 +247,83 @@ tk_mount() {	# CONF LINES...
 	vc_check_log
 }
 
+# aio = native and aio = io_uring. Its name must not say io_uring: setup()
+# runs such tests on the FUSE ring pass, where a takeover is refused.
+@test "images in aio=native and in the uring aio engine, open across a takeover, keep their engine in the new daemon" {
+	truncate -s 8M "$VC_SRC/u.img" "$VC_SRC/n.img"
+	tk_mount writeback "[u.img]" "aio = io_uring" "[n.img]" "cache = none" "aio = native"
+	exec {ufd}<>"$VC_MNT/u.img"
+	MH_FDS+=("$ufd")
+	exec {nfd}<>"$VC_MNT/n.img"
+	MH_FDS+=("$nfd")
+	run "$VCTL" --socket "$TK_CTL" status
+	echo "$output"
+	echo "$output" | grep -qE '^u\.img +writeback +io_uring '
+	echo "$output" | grep -qE '^n\.img +none +native '
+	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+	VC_PID=$TK_NEW
+	run "$VCTL" --socket "$TK_CTL" status
+	echo "$output"
+	[[ "$output" == *"pid $TK_NEW)"* ]]
+	echo "$output" | grep -qE '^u\.img +writeback +io_uring '
+	echo "$output" | grep -qE '^n\.img +none +native '
+	! grep 'io_uring is not available here' "$VC_LOG"
+	echo data >&"$ufd"
+	exec {ufd}<&- {nfd}<&-
+	[ "$(head -c 4 "$VC_SRC/u.img")" = data ]
+	vc_umount "$VC_MNT" "$TK_NEW"
+	vc_check_log
+}
+
+@test "the new daemon cannot open the control socket after the takeover: it serves on without it, the mount stays" {
+	truncate -s 8M "$VC_SRC/disk.img"
+	tk_mount writeback "[disk.img]" "cache = none"
+	tk_qemu_start "$VC_MNT/disk.img"
+	tk_qemu "write -P 0x55 0 1M"
+	VCACHEFS_FAULT=control_open:1:EADDRINUSE tk_takeover -c "$MH_CONF" \
+		--control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+	VC_PID=$TK_NEW
+	grep -q "takeover: no control socket; serving $VC_MNT on without one" "$VC_LOG"
+	tk_serves "$TK_NEW"
+	vc_is_mounted "$VC_MNT"
+	tk_qemu "read -P 0x55 0 1M"
+	tk_qemu "write -P 0x66 1M 1M"
+	tk_qemu "read -P 0x66 1M 1M"
+	tk_qemu_quit
+	vc_umount "$VC_MNT" "$TK_NEW"
+	vc_check_log
+}
+
+@test "SIGTERM to the old daemon while it waits for the new one's ack: it does not unmount; the new daemon serves" {
+	truncate -s 4M "$VC_SRC/disk.img"
+	tk_mount writeback
+	local old=$VC_PID
+	# No image open: without the takeover the signal would unmount.
+	(
+		for i in $(seq 1 600); do
+			grep -q 'waiting for the new daemon' "$VC_LOG" && break
+			sleep 0.05
+		done
+		kill -TERM "$old"
+	) &
+	local killer=$!
+	tk_watch_start
+	# The new daemon is slow to answer (its INIT replay waits 3 s).
+	VCACHEFS_FAULT=takeover_init:1:delay=3000 tk_takeover -c "$MH_CONF" \
+		--control "$TK_CTL" "$VC_SRC" "$VC_MNT"
+	VC_PID=$TK_NEW
+	wait "$killer"
+	tk_watch_stop
+	grep -q 'a takeover is under way or done; not unmounting' "$VC_LOG"
+	[ ! -s "$VC_TMP/watch.out" ]
+	vc_is_mounted "$VC_MNT"
+	tk_serves "$TK_NEW"
+	echo data >"$VC_MNT/disk.img"
+	[ "$(cat "$VC_SRC/disk.img")" = data ]
+	vc_umount "$VC_MNT" "$TK_NEW"
+	vc_check_log
+}
+
 @test "refused: no vcachefs mount there, or no daemon at the control socket; the old daemon goes on" {
 	run "$VCACHEFS" -f --takeover "$VC_SRC" "$VC_TMP"
 	[ "$status" -ne 0 ]

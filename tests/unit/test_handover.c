@@ -4,7 +4,9 @@
  * keeps every field; every truncation, every flipped byte and each kind
  * of hostile record is refused (or parsed into something valid), never
  * read past the buffer (ASan watches); slot numbers are reused after a
- * free and installed numbers are kept out of the free list.
+ * free and installed numbers are kept out of the free list; a high
+ * handed-over node ID builds no free list and an image may not claim
+ * more than HO_OPENS_MAX opens.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -153,6 +155,7 @@ static void m_type(struct vc_handover *h) { h->inodes[0].type = 0170000; }
 static void m_img(struct vc_handover *h) { h->images[0].nodeid = 7; }
 static void m_imgnone(struct vc_handover *h) { h->images[0].nodeid = 55; }
 static void m_imgzero(struct vc_handover *h) { h->images[0].opens = 0; }
+static void m_imgmany(struct vc_handover *h) { h->images[0].opens = HO_OPENS_MAX + 1; }
 static void m_dir(struct vc_handover *h) { h->dirs[0].nodeid = 2; }
 static void m_dirfh(struct vc_handover *h) { h->dirs[1].fh = 0; }
 static void m_src(struct vc_handover *h) { ho_set_source(h, "relative/path"); }
@@ -242,6 +245,59 @@ test_slots(void)
 	test_ok(slots_get(&s, 5) == &a && slots_get(&s, 4096 * 3 + 1) == &b,
 	    "installed slots kept");
 	slots_exit(&s);
+
+	/* A hostile (or merely high) node ID: the seal keeps no list of
+	 * every number below it, and numbers are still given out once. */
+	slots_init(&s);
+	test_ok(slots_install(&s, VC_SLOTS_MAX - 1, &a) == 0 &&
+	    slots_install(&s, 3, &b) == 0 && slots_seal(&s) == 0 &&
+	    s.nfree == 0 && s.capfree == 0,
+	    "seal after node ID %llu: no free list built",
+	    (unsigned long long)(VC_SLOTS_MAX - 1));
+	n1 = slots_alloc(&s, &c);
+	n2 = slots_alloc(&s, &c);
+	test_ok(n1 == 2 && n2 == 4, "lowest empty numbers first (%llu, %llu)",
+	    (unsigned long long)n1, (unsigned long long)n2);
+	slots_free(&s, 3);	/* below the scan: on the list */
+	slots_free(&s, n2);	/* below the scan too */
+	{
+		uint64_t got[4];
+		bool twice = false;
+
+		for (int i = 0; i < 4; i++)
+			got[i] = slots_alloc(&s, &c);
+		for (int i = 0; i < 4; i++)
+			for (int j = i + 1; j < 4; j++)
+				twice |= got[i] == got[j];
+		test_ok(!twice && got[2] == 5 && got[3] == 6 &&
+		    ((got[0] == 3 && got[1] == 4) || (got[0] == 4 &&
+		    got[1] == 3)), "freed numbers again, then the scan goes on "
+		    "(%llu %llu %llu %llu), none twice",
+		    (unsigned long long)got[0], (unsigned long long)got[1],
+		    (unsigned long long)got[2], (unsigned long long)got[3]);
+	}
+	slots_exit(&s);
+
+	/* A number the scan has not reached yet, freed: given out once. */
+	slots_init(&s);
+	slots_install(&s, 10, &a);
+	slots_install(&s, VC_SLOTS_MAX - 1, &b);
+	slots_seal(&s);
+	slots_free(&s, 10);
+	{
+		unsigned tens = 0;
+		bool order = true;
+
+		for (uint64_t want = 2; want < 20; want++) {
+			uint64_t n = slots_alloc(&s, &c);
+
+			tens += n == 10;
+			order &= n == want;
+		}
+		test_ok(tens == 1 && order, "a freed number ahead of the scan "
+		    "is given out once, in order");
+	}
+	slots_exit(&s);
 }
 
 int
@@ -256,6 +312,8 @@ main(void)
 	test_hostile("image on a directory", m_img, "not a regular file");
 	test_hostile("image of no inode", m_imgnone, "no such inode");
 	test_hostile("image with no opens", m_imgzero, "not open");
+	test_hostile("image opened more than HO_OPENS_MAX times", m_imgmany,
+	    "opens, more than");
 	test_hostile("directory handle on a file", m_dir, "directory handle");
 	test_hostile("directory handle 0", m_dirfh, "directory handle");
 	test_hostile("relative source path", m_src, "source");
