@@ -45,6 +45,47 @@ dh_cleanup() {
 	return 0
 }
 
+# qemu-io reading its commands from a fifo, so it keeps the image open.
+# One command at a time, each waited for: qemu-io reads stdin through
+# stdio, so lines that arrive together would wait for more input. Each
+# wait polls up to DH_QEMU_TRIES times 50 ms (default 200).
+dh_qemu_start() {	# IMG [FORMAT]
+	mkfifo "$VC_TMP/q.fifo"
+	stdbuf -oL qemu-io -f "${2:-raw}" "$1" <"$VC_TMP/q.fifo" >"$VC_TMP/q.out" 2>&1 &
+	DH_QPID=$!
+	dh_bg "$DH_QPID"
+	exec {DH_QFD}>"$VC_TMP/q.fifo"
+	MH_FDS+=("$DH_QFD")
+	DH_QN=0
+	dh_qemu_wait
+}
+
+# Wait for qemu-io's prompt after the commands sent so far.
+dh_qemu_wait() {
+	local i
+	for i in $(seq 1 "${DH_QEMU_TRIES:-200}"); do
+		[ "$(grep -o 'qemu-io> ' "$VC_TMP/q.out" | wc -l)" -gt "$DH_QN" ] && return 0
+		kill -0 "$DH_QPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "qemu-io did not finish command $DH_QN:" >&2
+	cat "$VC_TMP/q.out" >&2
+	return 1
+}
+
+dh_qemu() {	# COMMAND
+	echo "$1" >&"$DH_QFD"
+	DH_QN=$((DH_QN + 1))
+	dh_qemu_wait
+}
+
+# Send quit and wait for qemu-io's exit status.
+dh_qemu_quit() {
+	echo quit >&"$DH_QFD"
+	exec {DH_QFD}>&-
+	wait "$DH_QPID"
+}
+
 # Remember a background process for dh_cleanup: cmd & dh_bg $!
 dh_bg() {
 	DH_BG+=("$1")

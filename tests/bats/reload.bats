@@ -152,46 +152,13 @@ rl_fio_switch() {	# AIO
 	rl_fio_switch native
 }
 
-# qemu-io reading its commands from a fifo, so it keeps the image open.
-# One command at a time, each waited for: qemu-io reads stdin through
-# stdio, so lines that arrive together would wait for more input.
-rl_qemu_start() {	# IMG
-	mkfifo "$VC_TMP/q.fifo"
-	stdbuf -oL qemu-io -f raw "$1" <"$VC_TMP/q.fifo" >"$VC_TMP/q.out" 2>&1 &
-	RL_QPID=$!
-	dh_bg "$RL_QPID"
-	exec {RL_QFD}>"$VC_TMP/q.fifo"
-	MH_FDS+=("$RL_QFD")
-	RL_QN=0
-	rl_qemu_wait
-}
-
-# Wait for qemu-io's prompt after the commands sent so far.
-rl_qemu_wait() {
-	local i
-	for i in $(seq 1 200); do
-		[ "$(grep -o 'qemu-io> ' "$VC_TMP/q.out" | wc -l)" -gt "$RL_QN" ] && return 0
-		kill -0 "$RL_QPID" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "qemu-io did not finish command $RL_QN:" >&2
-	cat "$VC_TMP/q.out" >&2
-	return 1
-}
-
-rl_qemu() {	# COMMAND
-	echo "$1" >&"$RL_QFD"
-	RL_QN=$((RL_QN + 1))
-	rl_qemu_wait
-}
-
 @test "qemu-io holding the image open through the mount reads back every write across the same switches" {
 	truncate -s 16M "$VC_SRC/disk.img"
 	rl_conf disk.img writeback
 	vc_mount -c "$MH_CONF" "$VC_SRC" "$VC_MNT"
-	rl_qemu_start "$VC_MNT/disk.img"
+	dh_qemu_start "$VC_MNT/disk.img"
 	local n=0 p
-	rl_qemu "write -P 0x10 0 1M"
+	dh_qemu "write -P 0x10 0 1M"
 	rl_assert_mode "$VC_SRC/disk.img" writeback
 	for m in "${RL_STEPS[@]}"; do
 		n=$((n + 1))
@@ -200,16 +167,14 @@ rl_qemu() {	# COMMAND
 		rl_hup
 		rl_assert_mode "$VC_SRC/disk.img" "$m"
 		# What was written before the switch, and a write after it.
-		rl_qemu "read -P $(printf '0x%02x' $((0x10 + n - 1))) $(((n - 1) << 20)) 1M"
-		rl_qemu "write -P $p $((n << 20)) 1M"
-		rl_qemu "flush"
+		dh_qemu "read -P $(printf '0x%02x' $((0x10 + n - 1))) $(((n - 1) << 20)) 1M"
+		dh_qemu "write -P $p $((n << 20)) 1M"
+		dh_qemu "flush"
 	done
 	for ((i = 0; i <= n; i++)); do
-		rl_qemu "read -P $(printf '0x%02x' $((0x10 + i))) $((i << 20)) 1M"
+		dh_qemu "read -P $(printf '0x%02x' $((0x10 + i))) $((i << 20)) 1M"
 	done
-	echo quit >&"$RL_QFD"
-	exec {RL_QFD}>&-
-	wait "$RL_QPID"
+	dh_qemu_quit
 	cat "$VC_TMP/q.out"
 	! grep -qiE 'fail|error' "$VC_TMP/q.out"
 	[ "$(grep -o 'read 1048576/1048576' "$VC_TMP/q.out" | wc -l)" -eq $((2 * n + 1)) ]

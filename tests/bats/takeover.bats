@@ -22,6 +22,7 @@ setup() {
 	mh_setup
 	dh_setup
 	TK_CTL=$VC_TMP/ctl.sock
+	DH_QEMU_TRIES=400	# qemu-io waits out a takeover's pause
 	TK_WATCH=
 	TK_TMPFS=
 }
@@ -105,43 +106,6 @@ tk_takeover() {
 	return 2
 }
 
-# qemu-io keeping IMG open, fed one command at a time (see reload.bats).
-tk_qemu_start() {	# IMG
-	mkfifo "$VC_TMP/q.fifo"
-	stdbuf -oL qemu-io -f raw "$1" <"$VC_TMP/q.fifo" >"$VC_TMP/q.out" 2>&1 &
-	TK_QPID=$!
-	dh_bg "$TK_QPID"
-	exec {TK_QFD}>"$VC_TMP/q.fifo"
-	MH_FDS+=("$TK_QFD")
-	TK_QN=0
-	tk_qemu_wait
-}
-
-tk_qemu_wait() {
-	local i
-	for i in $(seq 1 400); do
-		[ "$(grep -o 'qemu-io> ' "$VC_TMP/q.out" | wc -l)" -gt "$TK_QN" ] && return 0
-		kill -0 "$TK_QPID" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "qemu-io did not finish command $TK_QN:" >&2
-	cat "$VC_TMP/q.out" >&2
-	return 1
-}
-
-tk_qemu() {	# COMMAND
-	echo "$1" >&"$TK_QFD"
-	TK_QN=$((TK_QN + 1))
-	tk_qemu_wait
-}
-
-tk_qemu_quit() {
-	echo quit >&"$TK_QFD"
-	exec {TK_QFD}>&-
-	wait "$TK_QPID"
-	cat "$VC_TMP/q.out"
-	! grep -qiE 'fail|error' "$VC_TMP/q.out"
-}
 
 # The image's backing descriptor in the daemon VC_PID has MODE's flags,
 # and is writable when the image has a writer.
@@ -164,8 +128,8 @@ tk_mount() {	# CONF LINES...
 	touch "$VC_SRC/dir/a" "$VC_SRC/dir/b" "$VC_SRC/dir/c"
 	tk_mount writeback "[fio.img]" "cache = none" "[q.img]" "cache = writethrough"
 	local old=$VC_PID
-	tk_qemu_start "$VC_MNT/q.img"
-	tk_qemu "write -P 0x11 0 1M"
+	dh_qemu_start "$VC_MNT/q.img"
+	dh_qemu "write -P 0x11 0 1M"
 	# Rate-limited, so that it writes before, during and after the
 	# takeover; verify_backlog checks the data as it goes.
 	fio --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_backlog=64 \
@@ -200,10 +164,10 @@ tk_mount() {	# CONF LINES...
 	tk_assert_mode "$VC_SRC/fio.img" none "$MH_O_RDWR"
 	tk_assert_mode "$VC_SRC/q.img" writethrough "$MH_O_RDWR"
 	# qemu-io's image: what was written before, and writes after.
-	tk_qemu "read -P 0x11 0 1M"
-	tk_qemu "write -P 0x22 1M 1M"
-	tk_qemu "flush"
-	tk_qemu "read -P 0x22 1M 1M"
+	dh_qemu "read -P 0x11 0 1M"
+	dh_qemu "write -P 0x22 1M 1M"
+	dh_qemu "flush"
+	dh_qemu "read -P 0x22 1M 1M"
 	wait "$fio" || { cat "$VC_TMP/fio.out"; false; }
 	output=$(cat "$VC_TMP/fio.out")
 	echo "$output" | grep -E 'err=|verify|READ|WRITE'
@@ -213,7 +177,7 @@ tk_mount() {	# CONF LINES...
 	# The directory opened before the takeover lists in the new one.
 	[ "$(ls "/proc/self/fd/$dfd/" | tr '\n' ' ')" = "a b c " ]
 	exec {dfd}<&-
-	tk_qemu_quit
+	dh_qemu_quit
 	cmp <(head -c 1M /dev/zero | tr '\0' '\021') \
 		<(dd if="$VC_SRC/q.img" bs=1M count=1 status=none)
 	cmp <(head -c 1M /dev/zero | tr '\0' '\042') \
@@ -227,8 +191,8 @@ tk_mount() {	# CONF LINES...
 @test "a second takeover: the new daemon hands over in its turn; the control socket follows" {
 	truncate -s 8M "$VC_SRC/disk.img"
 	tk_mount writeback "[disk.img]" "cache = directsync"
-	tk_qemu_start "$VC_MNT/disk.img"
-	tk_qemu "write -P 0x33 0 1M"
+	dh_qemu_start "$VC_MNT/disk.img"
+	dh_qemu "write -P 0x33 0 1M"
 	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
 	VC_PID=$TK_NEW
 	# The new daemon answers on the same control socket.
@@ -238,10 +202,10 @@ tk_mount() {	# CONF LINES...
 	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
 	VC_PID=$TK_NEW
 	tk_assert_mode "$VC_SRC/disk.img" directsync "$MH_O_RDWR"
-	tk_qemu "read -P 0x33 0 1M"
-	tk_qemu "write -P 0x44 1M 1M"
-	tk_qemu "read -P 0x44 1M 1M"
-	tk_qemu_quit
+	dh_qemu "read -P 0x33 0 1M"
+	dh_qemu "write -P 0x44 1M 1M"
+	dh_qemu "read -P 0x44 1M 1M"
+	dh_qemu_quit
 	[ "$(grep -c 'leaving without unmounting' "$VC_LOG")" -eq 2 ]
 	vc_umount "$VC_MNT" "$TK_NEW"
 	vc_check_log
@@ -278,18 +242,18 @@ tk_mount() {	# CONF LINES...
 @test "the new daemon cannot open the control socket after the takeover: it serves on without it, the mount stays" {
 	truncate -s 8M "$VC_SRC/disk.img"
 	tk_mount writeback "[disk.img]" "cache = none"
-	tk_qemu_start "$VC_MNT/disk.img"
-	tk_qemu "write -P 0x55 0 1M"
+	dh_qemu_start "$VC_MNT/disk.img"
+	dh_qemu "write -P 0x55 0 1M"
 	VCACHEFS_FAULT=control_open:1:EADDRINUSE tk_takeover -c "$MH_CONF" \
 		--control "$TK_CTL" "$VC_SRC" "$VC_MNT"
 	VC_PID=$TK_NEW
 	grep -q "takeover: no control socket; serving $VC_MNT on without one" "$VC_LOG"
 	tk_serves "$TK_NEW"
 	vc_is_mounted "$VC_MNT"
-	tk_qemu "read -P 0x55 0 1M"
-	tk_qemu "write -P 0x66 1M 1M"
-	tk_qemu "read -P 0x66 1M 1M"
-	tk_qemu_quit
+	dh_qemu "read -P 0x55 0 1M"
+	dh_qemu "write -P 0x66 1M 1M"
+	dh_qemu "read -P 0x66 1M 1M"
+	dh_qemu_quit
 	vc_umount "$VC_MNT" "$TK_NEW"
 	vc_check_log
 }
@@ -348,8 +312,8 @@ tk_mount() {	# CONF LINES...
 tk_failed_takeover() {	# FAULT MESSAGE
 	truncate -s 8M "$VC_SRC/disk.img"
 	tk_mount writeback "[disk.img]" "cache = none"
-	tk_qemu_start "$VC_MNT/disk.img"
-	tk_qemu "write -P 0x55 0 1M"
+	dh_qemu_start "$VC_MNT/disk.img"
+	dh_qemu "write -P 0x55 0 1M"
 	local st=0
 	VCACHEFS_FAULT=$1 tk_takeover -c "$MH_CONF" --control "$TK_CTL" \
 		"$VC_SRC" "$VC_MNT" || st=$?
@@ -359,11 +323,11 @@ tk_failed_takeover() {	# FAULT MESSAGE
 	grep -q "takeover refused: the new daemon refused: .*; serving on" "$VC_LOG"
 	tk_serves "$VC_PID"
 	! tk_serves "$TK_NEW" 2>/dev/null
-	tk_qemu "read -P 0x55 0 1M"
-	tk_qemu "write -P 0x66 1M 1M"
-	tk_qemu "read -P 0x66 1M 1M"
+	dh_qemu "read -P 0x55 0 1M"
+	dh_qemu "write -P 0x66 1M 1M"
+	dh_qemu "read -P 0x66 1M 1M"
 	tk_assert_mode "$VC_SRC/disk.img" none "$MH_O_RDWR"
-	tk_qemu_quit
+	dh_qemu_quit
 	# And a later takeover still works.
 	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC" "$VC_MNT"
 	VC_PID=$TK_NEW
@@ -406,22 +370,22 @@ tk_failed_takeover() {	# FAULT MESSAGE
 	mh_conf writeback "[disk.img]" "cache = none"
 	vc_mount -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC"
 	VC_MNT=$VC_SRC
-	tk_qemu_start "$VC_SRC/disk.img"
-	tk_qemu "write -P 0x77 0 1M"
+	dh_qemu_start "$VC_SRC/disk.img"
+	dh_qemu "write -P 0x77 0 1M"
 	exec {ofd}<>"$VC_SRC/t/other.img"
 	MH_FDS+=("$ofd")
 	echo before >&"$ofd"
 	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC"
 	VC_PID=$TK_NEW
 	grep -q "serving $VC_SRC at $VC_SRC (pid $TK_NEW)" "$VC_LOG"
-	tk_qemu "read -P 0x77 0 1M"
-	tk_qemu "write -P 0x78 1M 1M"
-	tk_qemu "read -P 0x78 1M 1M"
+	dh_qemu "read -P 0x77 0 1M"
+	dh_qemu "write -P 0x78 1M 1M"
+	dh_qemu "read -P 0x78 1M 1M"
 	echo after >&"$ofd"
 	exec {ofd}>&-
 	[ "$(head -c 13 "$VC_SRC/t/other.img")" = "$(printf 'before\nafter')" ]
 	tk_assert_mode "$VC_SRC/disk.img" none "$MH_O_RDWR"
-	tk_qemu_quit
+	dh_qemu_quit
 	vc_umount "$VC_SRC" "$TK_NEW"
 	umount "$TK_TMPFS"
 	TK_TMPFS=
@@ -436,25 +400,18 @@ tk_failed_takeover() {	# FAULT MESSAGE
 	VC_MNT=$VC_SRC
 	# Absolute backing name: through the mount, i.e. through the daemon.
 	qemu-img create -q -f qcow2 -F qcow2 -b "$VC_SRC/base.qcow2" "$VC_SRC/top.qcow2"
-	mkfifo "$VC_TMP/q.fifo"
-	stdbuf -oL qemu-io -f qcow2 "$VC_SRC/top.qcow2" <"$VC_TMP/q.fifo" >"$VC_TMP/q.out" 2>&1 &
-	TK_QPID=$!
-	dh_bg "$TK_QPID"
-	exec {TK_QFD}>"$VC_TMP/q.fifo"
-	MH_FDS+=("$TK_QFD")
-	TK_QN=0
-	tk_qemu_wait
-	tk_qemu "write -P 0x5b 1M 1M"
+	dh_qemu_start "$VC_SRC/top.qcow2" qcow2
+	dh_qemu "write -P 0x5b 1M 1M"
 	tk_takeover -c "$MH_CONF" --control "$TK_CTL" "$VC_SRC"
 	VC_PID=$TK_NEW
-	tk_qemu "read -P 0x5a 0 1M"
-	tk_qemu "read -P 0x5b 1M 1M"
-	tk_qemu "write -P 0x5c 2M 1M"
-	tk_qemu "read -P 0x5c 2M 1M"
+	dh_qemu "read -P 0x5a 0 1M"
+	dh_qemu "read -P 0x5b 1M 1M"
+	dh_qemu "write -P 0x5c 2M 1M"
+	dh_qemu "read -P 0x5c 2M 1M"
 	# Both images in their modes in the new daemon (base read-only).
 	tk_assert_mode "$VC_SRC/top.qcow2" writethrough "$MH_O_RDWR"
 	tk_assert_mode "$VC_SRC/base.qcow2" none "$MH_O_RDONLY"
-	tk_qemu_quit
+	dh_qemu_quit
 	vc_umount "$VC_SRC" "$TK_NEW"
 	qemu-io -f qcow2 -c 'read -P 0x5c 2M 1M' "$VC_SRC/top.qcow2" | grep -q 'read 1048576/1048576'
 	vc_check_log
@@ -558,8 +515,8 @@ tk_sd_wait() {	# ERE [N]
 	for i in $(seq 1 200); do vc_is_mounted "$VC_MNT" && break; sleep 0.05; done
 	vc_is_mounted "$VC_MNT"
 	VC_PID=$old
-	tk_qemu_start "$VC_MNT/q.img"
-	tk_qemu "write -P 0x61 0 1M"
+	dh_qemu_start "$VC_MNT/q.img"
+	dh_qemu "write -P 0x61 0 1M"
 	fio --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_backlog=64 \
 		--verify_state_save=0 --rw=randwrite --bs=4k --size=16M \
 		--filename="$VC_MNT/fio.img" --name=direct --ioengine=libaio \
@@ -588,14 +545,14 @@ tk_sd_wait() {	# ERE [N]
 	tk_serves "$new"
 	tk_assert_mode "$VC_SRC/fio.img" none "$MH_O_RDWR"
 	tk_assert_mode "$VC_SRC/q.img" writethrough "$MH_O_RDWR"
-	tk_qemu "read -P 0x61 0 1M"
-	tk_qemu "write -P 0x62 1M 1M"
-	tk_qemu "read -P 0x62 1M 1M"
+	dh_qemu "read -P 0x61 0 1M"
+	dh_qemu "write -P 0x62 1M 1M"
+	dh_qemu "read -P 0x62 1M 1M"
 	wait "$fio" || { cat "$VC_TMP/fio.out"; false; }
 	output=$(cat "$VC_TMP/fio.out")
 	dh_fio_clean "$output"
 	tk_watch_stop
-	tk_qemu_quit
+	dh_qemu_quit
 	fusermount3 -u "$VC_MNT"
 	tk_sd_wait "^exit $new 0\$"
 	! vc_is_mounted "$VC_MNT"
